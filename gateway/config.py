@@ -1,0 +1,415 @@
+"""Configuration: TOML (CONTRACT.md) or the built-in embedded default, validated into frozen dataclasses.
+
+Every problem names its key and the bad value; ``load_config`` raises ``ConfigError`` with all of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from gateway.errors import ConfigError
+
+CONFIG_ENV = "PAYT_GATEWAY_CONFIG"
+DEFAULT_CONFIG_NAME = "gateway.toml"
+SOURCES = ("file", "exact_online", "twinfield", "moneybird", "eboekhouden")
+FORMATS = ("payt-csv", "payt-xml", "auto")
+IMPORT_MODES = ("scheduled", "on_delivery", "off")
+KIND_POLICIES = ("import_and_send", "import_no_send", "skip")
+DATE_ORDERS = ("dmy", "mdy")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+ADMIN_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+@dataclass(frozen=True)
+class SendingSettings:
+    wait_minutes: int = 60
+    slot_minutes: int = 30
+    invoice_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat")
+    reminder_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
+    window: tuple[str, str] = ("08:00", "18:00")
+
+
+@dataclass(frozen=True)
+class ReminderSettings:
+    first_after_days: int = 7
+    count: int = 2
+    interval_days: int = 14
+    final_reminder: bool = True
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    empty_file: bool = True
+    max_close_ratio: float = 0.30
+    max_close_min: int = 20
+
+
+@dataclass(frozen=True)
+class IgnoreSettings:
+    """Exact values, ranges ``(1..7)`` or prefixes ``ABC*`` (DOMAIN.md §2)."""
+
+    invoices: tuple[str, ...] = ()
+    debtors: tuple[str, ...] = ()
+    payment_conditions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KindSettings:
+    zero_amount: str = "import_no_send"
+    prepaid: str = "import_no_send"
+    credit_note: str = "import_and_send"
+
+
+@dataclass(frozen=True)
+class Administration:
+    code: str
+    name: str
+    source: str = "file"
+    format: str = "payt-csv"
+    import_mode: str = "scheduled"
+    import_times: tuple[str, ...] = ("01:00",)
+    country: str = "NL"
+    currency: str = "EUR"
+    timezone: str = "Europe/Amsterdam"
+    date_order: str = "dmy"
+    sending: SendingSettings = field(default_factory=SendingSettings)
+    reminders: ReminderSettings = field(default_factory=ReminderSettings)
+    guards: GuardSettings = field(default_factory=GuardSettings)
+    ignore: IgnoreSettings = field(default_factory=IgnoreSettings)
+    kinds: KindSettings = field(default_factory=KindSettings)
+    connector: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    database_url: str
+    timezone: str = "Europe/Amsterdam"
+    settle_seconds: float = 2.0
+    sweep_seconds: float = 60.0
+    sftp: Mapping[str, Any] = field(default_factory=dict)
+    http: Mapping[str, Any] = field(default_factory=dict)
+    sender: Mapping[str, Any] = field(default_factory=dict)
+    administrations: Mapping[str, Administration] = field(default_factory=dict)
+    source: str = "built-in default"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def claimed_dir(self) -> Path:
+        """The private folder a file is renamed into when it is claimed (same filesystem as the inbox)."""
+        return self.data_dir / "claimed"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class _Reader:
+    """Reads one TOML table, collecting problems as ``key: message`` instead of stopping at the first."""
+
+    def __init__(self, table: Mapping[str, Any], prefix: str, problems: list[str]):
+        self.table = table
+        self.prefix = prefix
+        self.problems = problems
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def bad(self, name: str, message: str) -> None:
+        value = self.table.get(name)
+        self.problems.append(f"{self.key(name)}: {message} (got {value!r})")
+
+    def get(self, name: str, default: Any, check: Callable[[Any], str | None]) -> Any:
+        self.seen.add(name)
+        if name not in self.table:
+            return default
+        value = self.table[name]
+        message = check(value)
+        if message:
+            self.bad(name, message)
+            return default
+        return value
+
+    def text(self, name: str, default: str, pattern: re.Pattern[str] | None = None) -> str:
+        def check(v: Any) -> str | None:
+            if not isinstance(v, str) or not v.strip():
+                return "must be a non-empty string"
+            if pattern and not pattern.match(v):
+                return f"must match {pattern.pattern}"
+            return None
+
+        return str(self.get(name, default, check))
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        return str(
+            self.get(name, default, lambda v: None if v in choices else f"must be one of {', '.join(choices)}")
+        )
+
+    def boolean(self, name: str, default: bool) -> bool:
+        return bool(self.get(name, default, lambda v: None if isinstance(v, bool) else "must be true or false"))
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        def check(v: Any) -> str | None:
+            ok = isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+            return None if ok else f"must be a whole number from {low} to {high}"
+
+        return int(self.get(name, default, check))
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        def check(v: Any) -> str | None:
+            ok = isinstance(v, int | float) and not isinstance(v, bool) and low <= v <= high
+            return None if ok else f"must be a number from {low} to {high}"
+
+        return float(self.get(name, default, check))
+
+    def strings(self, name: str, default: tuple[str, ...], item: Callable[[str], bool] | None = None,
+                what: str = "strings") -> tuple[str, ...]:
+        def check(v: Any) -> str | None:
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                return f"must be a list of {what}"
+            if item and not all(item(x) for x in v):
+                return f"must be a list of {what}"
+            return None
+
+        return tuple(self.get(name, list(default), check))
+
+    def timezone(self, name: str, default: str) -> str:
+        def check(v: Any) -> str | None:
+            if not isinstance(v, str):
+                return "must be an IANA time zone name such as Europe/Amsterdam"
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                return "is not a known IANA time zone"
+            return None
+
+        return str(self.get(name, default, check))
+
+    def table_of(self, name: str) -> Mapping[str, Any]:
+        self.seen.add(name)
+        value = self.table.get(name, {})
+        if not isinstance(value, dict):
+            self.bad(name, "must be a table")
+            return {}
+        return value
+
+    def finish(self, extra_allowed: bool = False) -> None:
+        if extra_allowed:
+            return
+        for name in self.table:
+            if name not in self.seen:
+                self.problems.append(f"{self.key(name)}: unknown key")
+
+
+def _sending(table: Mapping[str, Any], prefix: str, problems: list[str]) -> SendingSettings:
+    r = _Reader(table, prefix, problems)
+    d = SendingSettings()
+    days = lambda x: x in WEEKDAYS  # noqa: E731
+    window = r.strings("window", d.window, HHMM.match, "two times HH:MM")
+    if len(window) != 2 or window[0] >= window[1]:
+        r.bad("window", "must be [start, end] with start before end")
+        window = d.window
+    s = SendingSettings(
+        wait_minutes=r.integer("wait_minutes", d.wait_minutes, 0, 7 * 24 * 60),
+        slot_minutes=r.integer("slot_minutes", d.slot_minutes, 1, 24 * 60),
+        invoice_days=r.strings("invoice_days", d.invoice_days, days, "weekday names mon..sun"),
+        reminder_days=r.strings("reminder_days", d.reminder_days, days, "weekday names mon..sun"),
+        window=(window[0], window[1]),
+    )
+    if (24 * 60) % s.slot_minutes:
+        r.bad("slot_minutes", "must divide a day evenly (for example 15, 30 or 60)")
+    r.finish()
+    return s
+
+
+def _reminders(table: Mapping[str, Any], prefix: str, problems: list[str]) -> ReminderSettings:
+    r = _Reader(table, prefix, problems)
+    d = ReminderSettings()
+    s = ReminderSettings(
+        first_after_days=r.integer("first_after_days", d.first_after_days, 0, 365),
+        count=r.integer("count", d.count, 0, 4),
+        interval_days=r.integer("interval_days", d.interval_days, 1, 365),
+        final_reminder=r.boolean("final_reminder", d.final_reminder),
+    )
+    r.finish()
+    return s
+
+
+def _guards(table: Mapping[str, Any], prefix: str, problems: list[str]) -> GuardSettings:
+    r = _Reader(table, prefix, problems)
+    d = GuardSettings()
+    s = GuardSettings(
+        empty_file=r.boolean("empty_file", d.empty_file),
+        max_close_ratio=r.number("max_close_ratio", d.max_close_ratio, 0.0, 1.0),
+        max_close_min=r.integer("max_close_min", d.max_close_min, 0, 10**9),
+    )
+    r.finish()
+    return s
+
+
+IGNORE_ENTRY = re.compile(r"^(\(\s*-?\d+\s*\.\.\s*-?\d+\s*\)|[^*]+\*?)$")
+
+
+def _ignore(table: Mapping[str, Any], prefix: str, problems: list[str]) -> IgnoreSettings:
+    r = _Reader(table, prefix, problems)
+    what = "exact values, ranges (1..7) or prefixes ABC*"
+    s = IgnoreSettings(
+        invoices=r.strings("invoices", (), IGNORE_ENTRY.match, what),
+        debtors=r.strings("debtors", (), IGNORE_ENTRY.match, what),
+        payment_conditions=r.strings("payment_conditions", (), IGNORE_ENTRY.match, what),
+    )
+    r.finish()
+    return s
+
+
+def _kinds(table: Mapping[str, Any], prefix: str, problems: list[str]) -> KindSettings:
+    r = _Reader(table, prefix, problems)
+    d = KindSettings()
+    s = KindSettings(
+        zero_amount=r.choice("zero_amount", d.zero_amount, KIND_POLICIES),
+        prepaid=r.choice("prepaid", d.prepaid, KIND_POLICIES),
+        credit_note=r.choice("credit_note", d.credit_note, KIND_POLICIES),
+    )
+    r.finish()
+    return s
+
+
+def _administration(code: str, table: Mapping[str, Any], gateway_tz: str,
+                    problems: list[str]) -> Administration:
+    prefix = f"administrations.{code}"
+    if not ADMIN_CODE.match(code):
+        problems.append(f"{prefix}: the administration code must be 1-64 letters, digits, '_', '.' or '-'")
+    r = _Reader(table, prefix, problems)
+    d = Administration(code=code, name=code)
+    source = r.choice("source", d.source, SOURCES)
+    admin = Administration(
+        code=code,
+        name=r.text("name", code),
+        source=source,
+        format=r.choice("format", d.format, FORMATS),
+        import_mode=r.choice("import_mode", d.import_mode, IMPORT_MODES),
+        import_times=r.strings("import_times", d.import_times, HHMM.match, "times HH:MM"),
+        country=r.text("country", d.country, re.compile(r"^[A-Z]{2}$")),
+        currency=r.text("currency", d.currency, re.compile(r"^[A-Z]{3}$")),
+        timezone=r.timezone("timezone", gateway_tz),
+        date_order=r.choice("date_order", d.date_order, DATE_ORDERS),
+        sending=_sending(r.table_of("sending"), f"{prefix}.sending", problems),
+        reminders=_reminders(r.table_of("reminders"), f"{prefix}.reminders", problems),
+        guards=_guards(r.table_of("guards"), f"{prefix}.guards", problems),
+        ignore=_ignore(r.table_of("ignore"), f"{prefix}.ignore", problems),
+        kinds=_kinds(r.table_of("kinds"), f"{prefix}.kinds", problems),
+        connector=dict(r.table_of("connector")),
+    )
+    if source != "file" and not admin.connector:
+        problems.append(f"{prefix}.connector: an API source ({source}) needs a connector table")
+    r.finish()
+    return admin
+
+
+def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config:
+    """Validate a parsed TOML document. Relative paths are relative to ``base_dir`` (the file's folder)."""
+    problems: list[str] = []
+    top = _Reader(data, "", problems)
+    gw = _Reader(top.table_of("gateway"), "gateway", problems)
+    data_dir = (base_dir / gw.text("data_dir", ".")).resolve()
+    database_url = gw.text("database_url", "sqlite:///gateway.db")
+    timezone = gw.timezone("timezone", "Europe/Amsterdam")
+    settle = gw.number("settle_seconds", 2.0, 0.0, 3600.0)
+    sweep = gw.number("sweep_seconds", 60.0, 1.0, 86400.0)
+    gw.finish()
+    sftp = top.table_of("sftp")
+    http = top.table_of("http")
+    sender = top.table_of("sender")
+    _check_secrets_absent(sender, "sender", problems)
+    admins_table = top.table_of("administrations")
+    admins: dict[str, Administration] = {}
+    for code, table in admins_table.items():
+        if not isinstance(table, dict):
+            problems.append(f"administrations.{code}: must be a table")
+            continue
+        _check_secrets_absent(table.get("connector", {}), f"administrations.{code}.connector", problems)
+        admins[code] = _administration(code, table, timezone, problems)
+    top.finish()
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        data_dir=data_dir,
+        database_url=resolve_database_url(database_url, data_dir),
+        timezone=timezone,
+        settle_seconds=settle,
+        sweep_seconds=sweep,
+        sftp=sftp,
+        http=http,
+        sender=sender,
+        administrations=admins,
+        source=source,
+    )
+
+
+SECRET_KEYS = re.compile(r"(password|secret|token|security_code)", re.IGNORECASE)
+
+
+def _check_secrets_absent(table: Any, prefix: str, problems: list[str]) -> None:
+    """Secrets never live in the configuration file (CONTRACT.md); refuse them instead of using them."""
+    if not isinstance(table, dict):
+        return
+    for key in table:
+        if SECRET_KEYS.search(key) and key != "smtp_username":
+            problems.append(
+                f"{prefix}.{key}: secrets do not belong in the configuration file; use a systemd credential "
+                f"or the environment variable PAYT_GATEWAY_<CODE>_<NAME>"
+            )
+
+
+def resolve_database_url(url: str, data_dir: Path) -> str:
+    """Make a relative SQLite path relative to data_dir (CONTRACT.md)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix):]
+        if rest and rest != ":memory:" and not rest.startswith("file:"):
+            return prefix + str((data_dir / rest).resolve())
+    return url
+
+
+def find_config_path(explicit: str | None, cwd: Path | None = None) -> Path | None:
+    """``--config``, else ``$PAYT_GATEWAY_CONFIG``, else ``./gateway.toml`` if present, else None (built-in)."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        return Path(env)
+    candidate = (cwd or Path.cwd()) / DEFAULT_CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_config(explicit: str | None = None, cwd: Path | None = None) -> Config:
+    path = find_config_path(explicit, cwd)
+    if path is None:
+        return build_config({}, cwd or Path.cwd(), "built-in default")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the configuration file: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: the configuration file is not UTF-8"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    return build_config(data, path.resolve().parent, str(path))

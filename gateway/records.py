@@ -1,0 +1,138 @@
+"""The canonical records every source produces: a snapshot of one administration's open items.
+
+This module imports nothing of the project. Parsers and connectors depend on it, and only on it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One finding about a delivery. ``row`` is the file line (header = 1); None for file-level problems."""
+
+    severity: Severity
+    code: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {"row": self.row, "column": self.column, "code": self.code, "message": self.message}
+
+
+def error(code: str, message: str, row: int | None = None, column: str | None = None) -> Problem:
+    return Problem(Severity.ERROR, code, message, row, column)
+
+
+def warning(code: str, message: str, row: int | None = None, column: str | None = None) -> Problem:
+    return Problem(Severity.WARNING, code, message, row, column)
+
+
+def notice(code: str, message: str, row: int | None = None, column: str | None = None) -> Problem:
+    return Problem(Severity.NOTICE, code, message, row, column)
+
+
+@dataclass(frozen=True, slots=True)
+class Debtor:
+    """A debtor's contact data as the source delivers it. Empty optional fields are None."""
+
+    code: str
+    company_name: str | None = None
+    is_company: bool | None = None
+    firstname: str | None = None
+    infix: str | None = None
+    lastname: str | None = None
+    email: str | None = None
+    invoice_email: str | None = None
+    reminder_email: str | None = None
+    phone: str | None = None
+    mobile: str | None = None
+    street_1: str | None = None
+    street_2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    country_code: str | None = None
+    language_code: str | None = None
+    vat_number: str | None = None
+    coc_number: str | None = None
+    iban: str | None = None
+
+
+# The debtor fields that every import updates (all but the code).
+DEBTOR_DATA_FIELDS: tuple[str, ...] = tuple(f for f in Debtor.__slots__ if f != "code")  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Invoice:
+    """An open item: an invoice (positive total), credit note (negative) or zero-amount invoice."""
+
+    number: str
+    debtor_code: str
+    invoice_date: date
+    due_date: date
+    amount_total: Decimal
+    amount_open: Decimal
+    currency: str
+    description: str | None = None
+    payment_condition: str | None = None
+    payment_reference: str | None = None
+    order_number: str | None = None
+    sent_at: datetime | date | None = None
+    document_filename: str | None = None
+
+
+# Frozen on first load (DOMAIN.md §2): a later change is a warning and the stored value stays.
+FROZEN_INVOICE_FIELDS: tuple[str, ...] = (
+    "invoice_date",
+    "due_date",
+    "amount_total",
+    "currency",
+    "debtor_code",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One delivered row: the debtor and its invoice, with the line it came from."""
+
+    line: int
+    debtor: Debtor
+    invoice: Invoice
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What a parser or connector delivers for one administration.
+
+    ``entries`` are the rows without errors; ``blocked_invoices`` and ``blocked_debtors`` are the keys of
+    rows that had errors: they get no update in this run and are not treated as disappeared.
+    ``explicit_empty`` is set when the source says in so many words that there are no open items.
+    """
+
+    administration_code: str | None
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    blocked_invoices: set[str] = field(default_factory=set)
+    blocked_debtors: set[str] = field(default_factory=set)
+    explicit_empty: bool = False
+    rows: int = 0
+    detected: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity is Severity.WARNING]
