@@ -1,0 +1,283 @@
+"""Apply a staged snapshot to the business tables, inside the caller's transaction.
+
+The database finds the candidates (set operations over the stage tables); the pure functions of
+``gateway.reconcile`` decide what each becomes. The guards are decided before anything is written, so
+a held snapshot leaves the business tables untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from gateway.config import GuardSettings
+from gateway.ignore import IgnoreLists
+from gateway.reconcile import (
+    MUTABLE_INVOICE_FIELDS,
+    Counts,
+    IncomingInvoice,
+    StoredInvoice,
+    decide_guard,
+    decide_invoice_update,
+)
+from gateway.records import DEBTOR_DATA_FIELDS, Problem
+from gateway.staging import stage_blocked, stage_closures, stage_debtors, stage_invoices
+from gateway.store import bulk_insert, driver_datetime, execute_many
+from gateway.tables import debtors, invoices, payments
+
+PAGE = 5_000
+
+
+@dataclass
+class Applied:
+    """The outcome of reconcile: ``held`` carries the guard's reason and nothing was written."""
+
+    counts: Counts
+    held: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    administration_id: int
+    run_id: int
+    now: datetime
+    today: date
+
+
+def reconcile_staged(
+    conn: Connection,
+    ctx: RunContext,
+    *,
+    rows: int,
+    explicit_empty: bool,
+    guards: GuardSettings | None,
+    ignore: IgnoreLists,
+) -> Applied:
+    """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release)."""
+    counts = Counts(rows=rows)
+    to_close = _stage_closures(conn, ctx, ignore)
+    if guards is not None:
+        open_count = conn.execute(
+            sa.select(sa.func.count()).where(
+                invoices.c.administration_id == ctx.administration_id, invoices.c.status == "open"
+            )
+        ).scalar_one()
+        reason = decide_guard(
+            rows=rows, explicit_empty=explicit_empty, open_count=open_count, to_close=to_close, guards=guards
+        )
+        if reason:
+            return Applied(counts, held=reason)
+    counts.debtors_created = _insert_new_debtors(conn, ctx)
+    counts.debtors_updated = _update_debtors(conn, ctx)
+    problems = _update_invoices(conn, ctx, counts)
+    counts.invoices_created = _insert_new_invoices(conn, ctx)
+    counts.invoices_closed += _close_missing(conn, ctx, to_close)
+    return Applied(counts, problems=problems)
+
+
+def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> int:
+    """Stage the open invoices that the snapshot no longer has (less blocked and ignored ones)."""
+    i, d = invoices, debtors
+    query = (
+        sa.select(i.c.id, i.c.amount_open_cents, i.c.number, d.c.code, i.c.payment_condition)
+        .select_from(i.join(d, d.c.id == i.c.debtor_id))
+        .where(
+            i.c.administration_id == ctx.administration_id,
+            i.c.status == "open",
+            ~sa.exists().where(stage_invoices.c.number == i.c.number),
+            ~sa.exists().where(stage_blocked.c.kind == "invoice", stage_blocked.c.key == i.c.number),
+        )
+        .order_by(i.c.id)
+    )
+    total = 0
+    after = 0
+    while True:
+        page = conn.execute(query.where(i.c.id > after).limit(PAGE)).all()
+        if not page:
+            return total
+        after = page[-1][0]
+        keep = [(row[0], row[1]) for row in page if ignore.empty or not ignore.is_ignored(row[2], row[3], row[4])]
+        bulk_insert(conn, "stage_closures", ["invoice_id", "amount_open_cents"], keep)
+        total += len(keep)
+
+
+def _rowcount(conn: Connection, statement: sa.Executable) -> int:
+    """Rows an INSERT … SELECT wrote (SQLAlchemy keeps the count for INSERT only when asked to)."""
+    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+
+
+def _not_blocked_debtor(code: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    return ~sa.exists().where(stage_blocked.c.kind == "debtor", stage_blocked.c.key == code)
+
+
+def _insert_new_debtors(conn: Connection, ctx: RunContext) -> int:
+    s = stage_debtors
+    select = sa.select(
+        sa.literal(ctx.administration_id),
+        s.c.code,
+        *(s.c[f] for f in DEBTOR_DATA_FIELDS),
+        sa.literal(ctx.run_id),
+        sa.literal(ctx.run_id),
+    ).where(~sa.exists().where(debtors.c.administration_id == ctx.administration_id, debtors.c.code == s.c.code))
+    columns = ["administration_id", "code", *DEBTOR_DATA_FIELDS, "created_run_id", "updated_run_id"]
+    return _rowcount(conn, debtors.insert().from_select(columns, select))
+
+
+def _update_debtors(conn: Connection, ctx: RunContext) -> int:
+    """Delivered debtor fields replace the stored ones; an empty cell is 'not delivered' and keeps it."""
+    s, d = stage_debtors, debtors
+    changed = sa.or_(*(sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(d.c[f])) for f in DEBTOR_DATA_FIELDS))
+    statement = (
+        d.update()
+        .values({f: sa.func.coalesce(s.c[f], d.c[f]) for f in DEBTOR_DATA_FIELDS} | {"updated_run_id": ctx.run_id})
+        .where(d.c.administration_id == ctx.administration_id, d.c.code == s.c.code)
+        .where(_not_blocked_debtor(s.c.code), changed)
+    )
+    return conn.execute(statement).rowcount
+
+
+def _insert_new_invoices(conn: Connection, ctx: RunContext) -> int:
+    s, d, i = stage_invoices, debtors, invoices
+    copied = [c for c in s.columns if c.name not in ("line", "debtor_code")]
+    status = sa.case((s.c.amount_open_cents == 0, "paid"), else_="open")
+    closed_at = sa.case((s.c.amount_open_cents == 0, sa.literal(ctx.now, i.c.closed_at.type)), else_=None)
+    select = (
+        sa.select(
+            sa.literal(ctx.administration_id),
+            d.c.id,
+            *copied,
+            status,
+            sa.literal(ctx.now, i.c.loaded_at.type),
+            closed_at,
+            sa.literal(ctx.run_id),
+            sa.literal(ctx.run_id),
+        )
+        .select_from(s.join(d, sa.and_(d.c.administration_id == ctx.administration_id, d.c.code == s.c.debtor_code)))
+        .where(~sa.exists().where(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number))
+    )
+    columns = [
+        "administration_id",
+        "debtor_id",
+        *(c.name for c in copied),
+        "status",
+        "loaded_at",
+        "closed_at",
+        "created_run_id",
+        "updated_run_id",
+    ]
+    return _rowcount(conn, i.insert().from_select(columns, select))
+
+
+_UPDATE_INVOICE = (
+    "UPDATE invoices SET amount_open_cents = ?, status = ?, closed_at = CASE WHEN ? = 'paid' THEN "
+    "COALESCE(closed_at, ?) ELSE NULL END, "
+    + ", ".join(f"{f} = COALESCE(?, {f})" for f in MUTABLE_INVOICE_FIELDS)
+    + ", updated_run_id = ? WHERE id = ?"
+)
+
+
+def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts) -> list[Problem]:
+    """Stored invoices that the snapshot delivers with a difference: decide each, write in batches."""
+    s, i, d = stage_invoices, invoices, debtors
+    frozen_differs = sa.or_(
+        i.c.invoice_date != s.c.invoice_date,
+        i.c.due_date != s.c.due_date,
+        i.c.amount_total_cents != s.c.amount_total_cents,
+        i.c.currency != s.c.currency,
+        d.c.code != s.c.debtor_code,
+    )
+    mutable_differs = [sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(i.c[f])) for f in MUTABLE_INVOICE_FIELDS]
+    query = (
+        sa.select(
+            i.c.id,
+            i.c.number,
+            d.c.code,
+            i.c.invoice_date,
+            i.c.due_date,
+            i.c.amount_total_cents,
+            i.c.currency,
+            i.c.amount_open_cents,
+            i.c.status,
+            *(i.c[f] for f in MUTABLE_INVOICE_FIELDS),
+            s.c.line,
+            s.c.debtor_code,
+            s.c.invoice_date,
+            s.c.due_date,
+            s.c.amount_total_cents,
+            s.c.currency,
+            s.c.amount_open_cents,
+            *(s.c[f] for f in MUTABLE_INVOICE_FIELDS),
+        )
+        .select_from(
+            s.join(i, sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)).join(
+                d, d.c.id == i.c.debtor_id
+            )
+        )
+        .where(sa.or_(i.c.amount_open_cents != s.c.amount_open_cents, frozen_differs, *mutable_differs))
+        .order_by(i.c.id)
+    )
+    m = len(MUTABLE_INVOICE_FIELDS)
+    problems: list[Problem] = []
+    after = 0
+    while True:
+        page = conn.execute(query.where(i.c.id > after).limit(PAGE)).all()
+        if not page:
+            return problems
+        after = page[-1][0]
+        updates: list[tuple[Any, ...]] = []
+        paid: list[tuple[Any, ...]] = []
+        for row in page:
+            stored = StoredInvoice(*row[:9], mutable=tuple(row[9 : 9 + m]))
+            incoming = IncomingInvoice(row[9 + m], stored.number, *row[10 + m : 16 + m], mutable=tuple(row[16 + m :]))
+            decision = decide_invoice_update(stored, incoming)
+            problems.extend(decision.warnings)
+            if decision.payment_cents:
+                paid.append((stored.id, decision.payment_cents, ctx.today, ctx.run_id))
+            if decision.changed:
+                counts.invoices_updated += 1
+                counts.invoices_closed += decision.closed
+                status = decision.values.get("status", stored.status)
+                updates.append(
+                    (
+                        incoming.amount_open_cents,
+                        status,
+                        status,
+                        ctx.now,
+                        *incoming.mutable,
+                        ctx.run_id,
+                        stored.id,
+                    )
+                )
+        execute_many(conn, _UPDATE_INVOICE, [_driver_row(conn, u) for u in updates])
+        bulk_insert(conn, "payments", ["invoice_id", "amount_cents", "paid_on", "run_id"], paid)
+
+
+def _driver_row(conn: Connection, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Aware datetimes (now, sent_at) as the driver should receive them for a UTCDateTime column."""
+    return tuple(driver_datetime(conn, v) if isinstance(v, datetime) else v for v in row)
+
+
+def _close_missing(conn: Connection, ctx: RunContext, to_close: int) -> int:
+    """Invoices missing from the snapshot are paid: a payment of what was open, then status paid."""
+    if not to_close:
+        return 0
+    c = stage_closures
+    conn.execute(
+        payments.insert().from_select(
+            ["invoice_id", "amount_cents", "paid_on", "run_id"],
+            sa.select(
+                c.c.invoice_id, c.c.amount_open_cents, sa.literal(ctx.today, sa.Date), sa.literal(ctx.run_id)
+            ).where(c.c.amount_open_cents != 0),
+        )
+    )
+    result = conn.execute(
+        invoices.update()
+        .where(invoices.c.id.in_(sa.select(c.c.invoice_id)))
+        .values(status="paid", amount_open_cents=0, closed_at=ctx.now, updated_run_id=ctx.run_id)
+    )
+    return result.rowcount

@@ -1,0 +1,1 @@
+"""Alembic migrations, applied on start-up by ``gateway.store.migrate``."""

@@ -1,0 +1,354 @@
+"""The pipeline: a claimed file → parse → stage → reconcile (one transaction with its run row) → archive.
+
+Idempotent by construction (DESIGN.md rule 3): a file's identity is (administration, SHA-256). The business
+writes and the run's ledger row commit together; the archive move happens only after the commit. A crash
+before the commit leaves the file claimed, and it is processed again; a crash after the commit finds the
+committed run at the next attempt and completes the archive move.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.apply import RunContext, reconcile_staged
+from gateway.archive import archive_relpath, hash_stream, move_into_archive, write_report
+from gateway.config import Administration, Config
+from gateway.errors import RejectFile, TransientError
+from gateway.ignore import IgnoreLists
+from gateway.reconcile import Counts
+from gateway.records import Problem, Snapshot, error
+from gateway.runs import (
+    ensure_file,
+    find_prior_run,
+    finish_run,
+    get_run,
+    run_as_dict,
+    start_run,
+)
+from gateway.staging import StagePolicy, drop_stage, stage_snapshot
+from gateway.store import ensure_administration, transaction
+from gateway.tables import import_runs
+
+ParseFn = Callable[[BinaryIO, Administration], Snapshot]
+OpenFn = Callable[[Path], BinaryIO]
+log = structlog.get_logger("gateway.pipeline")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A file handed to the pipeline: already claimed (in the private folder), not yet read."""
+
+    administration: str
+    original_name: str
+    path: Path
+    trigger: str = "delivery"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    status: str
+    run: dict[str, Any]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        parsers: Mapping[str, ParseFn],
+        open_file: OpenFn,
+        clock: Callable[[], datetime],
+    ):
+        self.config = config
+        self.engine = engine
+        self.parsers = parsers
+        self.open_file = open_file
+        self.clock = clock
+
+    # -- entry points -------------------------------------------------------------------------------------
+
+    def process(self, delivery: Delivery) -> RunResult:
+        """Process one claimed file to its end: performed, held, rejected, duplicate or failed."""
+        started = time.monotonic()
+        admin = self.config.administrations[delivery.administration]
+        now = self.clock()
+        try:
+            with self.open_file(delivery.path) as stream:
+                sha256, size = hash_stream(stream)
+                result = self._process(delivery, admin, stream, sha256, size, now)
+        except OSError as exc:
+            result = self._refuse(delivery, f"the file cannot be read safely: {exc.strerror or exc}", now)
+        self._log(result, delivery, time.monotonic() - started)
+        return result
+
+    def refuse(self, delivery: Delivery, reason: str) -> RunResult:
+        """A symlink, hard link or special file: never opened; archived as it is under ``rejected``."""
+        started = time.monotonic()
+        result = self._refuse(delivery, reason, self.clock())
+        self._log(result, delivery, time.monotonic() - started)
+        return result
+
+    def release(self, run_id: int) -> RunResult:
+        """Apply a held snapshot exactly as if it had just arrived, without the guards."""
+        return self._reapply(run_id, guards_enabled=False)
+
+    def discard(self, run_id: int) -> RunResult:
+        now = self.clock()
+        with transaction(self.engine) as conn:
+            row = self._held_run(conn, run_id)
+            finish_run_status(conn, run_id, "discarded", now, f"discarded by an operator at {now.isoformat()}")
+            return RunResult(run_id, "discarded", run_as_dict(conn, get_run(conn, row.id)))  # type: ignore[arg-type]
+
+    # -- the work -----------------------------------------------------------------------------------------
+
+    def _process(
+        self,
+        delivery: Delivery,
+        admin: Administration,
+        stream: BinaryIO,
+        sha256: str,
+        size: int,
+        now: datetime,
+    ) -> RunResult:
+        with transaction(self.engine) as conn:
+            admin_id = ensure_administration(conn, admin.code, admin.name, now)
+            prior = find_prior_run(conn, admin_id, sha256)
+            file_id = ensure_file(conn, admin_id, sha256, size, delivery.original_name, now)
+            if prior is not None and prior.archived_path and not (self.config.data_dir / prior.archived_path).exists():
+                # Crash after the commit, before the archive move: finish the move, no new run.
+                move_into_archive(delivery.path, self.config.data_dir, prior.archived_path)
+                log.info("archive_completed", run_id=prior.id, archived_path=prior.archived_path)
+                return RunResult(prior.id, prior.status, run_as_dict(conn, get_run(conn, prior.id)))  # type: ignore[arg-type]
+            status = "duplicate" if prior is not None else "in_progress"
+            run_id = start_run(
+                conn,
+                administration_id=admin_id,
+                source="file",
+                trigger=delivery.trigger,
+                now=now,
+                file_id=file_id,
+                file_name=delivery.original_name,
+                sha256=sha256,
+                fmt=admin.format,
+                status=status,
+            )
+        if prior is not None:
+            relpath = archive_relpath("duplicate", admin.code, now, run_id, sha256, delivery.original_name)
+            reason = f"the same content was already processed in run {prior.id} ({prior.status})"
+            return self._finish_simple(run_id, "duplicate", reason, [], delivery.path, relpath)
+        relpath = archive_relpath("archived", admin.code, now, run_id, sha256, delivery.original_name)
+        ctx = RunContext(admin_id, run_id, now, now.astimezone(admin_zone(admin)).date())
+        try:
+            with transaction(self.engine) as conn:
+                status = self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
+        except RejectFile as exc:
+            relpath = archive_relpath("rejected", admin.code, now, run_id, sha256, delivery.original_name)
+            return self._finish_simple(
+                run_id, "rejected", exc.problems[0].message, exc.problems, delivery.path, relpath
+            )
+        except TransientError:
+            self._mark_failed(run_id, "the database was unavailable; the file stays claimed and is tried again")
+            raise
+        except Exception as exc:  # a bug must not stop the daemon nor lose the file
+            log.error("file_processing_crashed", run_id=run_id, error=repr(exc), traceback=traceback.format_exc())
+            relpath = archive_relpath("rejected", admin.code, now, run_id, sha256, delivery.original_name)
+            problem = error(
+                "internal_error",
+                f"internal error while processing the file ({type(exc).__name__}); "
+                "the file is kept; retry it after the gateway has been fixed",
+            )
+            return self._finish_simple(run_id, "failed", problem.message, [problem], delivery.path, relpath)
+        move_into_archive(delivery.path, self.config.data_dir, relpath)
+        return self._result(run_id)
+
+    def _apply(
+        self,
+        conn: Connection,
+        ctx: RunContext,
+        admin: Administration,
+        stream: BinaryIO,
+        guards_enabled: bool,
+        relpath: str | None,
+    ) -> str:
+        """Parse, stage and reconcile inside ``conn``'s transaction, and finish the run row there too."""
+        parse = self.parsers.get(admin.format)
+        if parse is None:
+            raise RejectFile([error("unsupported_format", f"format {admin.format!r} is not supported")])
+        snapshot = parse(stream, admin)
+        if snapshot.administration_code not in (None, admin.code):
+            raise RejectFile(
+                [
+                    error(
+                        "unknown_administration",
+                        f"the file is for administration {snapshot.administration_code!r}, "
+                        f"but was delivered for {admin.code!r}",
+                    )
+                ]
+            )
+        ignore = IgnoreLists.from_settings(admin.ignore)
+        staged = stage_snapshot(conn, snapshot, StagePolicy(admin.kinds, ignore, admin_zone(admin)))
+        applied = reconcile_staged(
+            conn,
+            ctx,
+            rows=snapshot.rows,
+            explicit_empty=snapshot.explicit_empty,
+            guards=admin.guards if guards_enabled else None,
+            ignore=ignore,
+        )
+        applied.counts.ignored = staged.ignored
+        problems = [*snapshot.problems, *staged.problems, *applied.problems]
+        status = "held" if applied.held else "performed"
+        reason = applied.held if applied.held else (None if guards_enabled else "released by an operator")
+        finish_run(
+            conn,
+            ctx.run_id,
+            status=status,
+            now=self.clock(),
+            counts=applied.counts,
+            problems=problems,
+            reason=reason,
+            archived_path=relpath,
+            detected=snapshot.detected,
+            replace_problems=True,
+        )
+        drop_stage(conn)
+        return status
+
+    def _reapply(self, run_id: int, guards_enabled: bool) -> RunResult:
+        now = self.clock()
+        with transaction(self.engine) as conn:
+            row = self._held_run(conn, run_id)
+            admin = self.config.administrations.get(row.administration)
+            if admin is None:
+                raise LookupError(f"administration {row.administration} is no longer configured")
+            ctx = RunContext(row.administration_id, run_id, now, now.astimezone(admin_zone(admin)).date())
+            with self.open_file(self.config.data_dir / row.archived_path) as stream:
+                self._apply(conn, ctx, admin, stream, guards_enabled=guards_enabled, relpath=None)
+        return self._result(run_id)
+
+    def _held_run(self, conn: Connection, run_id: int) -> Any:
+        row = get_run(conn, run_id)
+        if row is None:
+            raise LookupError(f"there is no import run {run_id}")
+        if row.status != "held":
+            raise LookupError(f"run {run_id} is {row.status}, not held")
+        newer = newer_applied_run(conn, row.administration_id, run_id)
+        if newer is not None:
+            raise LookupError(
+                f"run {newer} of {row.administration} was applied after run {run_id}; releasing this older "
+                "snapshot would undo it. Discard it instead."
+            )
+        return row
+
+    # -- endings ------------------------------------------------------------------------------------------
+
+    def _finish_simple(
+        self, run_id: int, status: str, reason: str, problems: list[Problem], source: Path, relpath: str
+    ) -> RunResult:
+        with transaction(self.engine) as conn:
+            finish_run(
+                conn,
+                run_id,
+                status=status,
+                now=self.clock(),
+                counts=Counts(),
+                problems=problems,
+                reason=reason,
+                archived_path=relpath,
+                replace_problems=True,
+            )
+            run = run_as_dict(conn, get_run(conn, run_id), limit=None)  # type: ignore[arg-type]
+        move_into_archive(source, self.config.data_dir, relpath)
+        if status in ("rejected", "failed"):
+            write_report(self.config.data_dir, relpath, run)
+        return self._result(run_id)
+
+    def _refuse(self, delivery: Delivery, reason: str, now: datetime) -> RunResult:
+        admin = self.config.administrations[delivery.administration]
+        with transaction(self.engine) as conn:
+            admin_id = ensure_administration(conn, admin.code, admin.name, now)
+            run_id = start_run(
+                conn,
+                administration_id=admin_id,
+                source="file",
+                trigger=delivery.trigger,
+                now=now,
+                file_name=delivery.original_name,
+                fmt=admin.format,
+            )
+        relpath = archive_relpath("rejected", admin.code, now, run_id, None, delivery.original_name)
+        problem = error("refused_file", f"refused: {reason}; the file was not read")
+        return self._finish_simple(run_id, "rejected", problem.message, [problem], delivery.path, relpath)
+
+    def _mark_failed(self, run_id: int, reason: str) -> None:
+        try:
+            with transaction(self.engine) as conn:
+                finish_run_status(conn, run_id, "failed", self.clock(), reason)
+        except TransientError:
+            log.warning("run_not_marked_failed", run_id=run_id)
+
+    def _result(self, run_id: int) -> RunResult:
+        with transaction(self.engine, write=False) as conn:
+            row = get_run(conn, run_id)
+            assert row is not None
+            run = run_as_dict(conn, row)
+        return RunResult(run_id, run["status"], run)
+
+    def _log(self, result: RunResult, delivery: Delivery, seconds: float) -> None:
+        run = result.run
+        log.info(
+            "file_processed",
+            run_id=result.run_id,
+            administration=delivery.administration,
+            file=delivery.original_name,
+            sha256=run.get("sha256"),
+            outcome=result.status,
+            counts=run.get("counts"),
+            reason=run.get("reason"),
+            archived_path=run.get("archived_path"),
+            duration_ms=round(seconds * 1000, 1),
+        )
+
+
+def admin_zone(admin: Administration) -> ZoneInfo:
+    return ZoneInfo(admin.timezone)
+
+
+def finish_run_status(conn: Connection, run_id: int, status: str, now: datetime, reason: str) -> None:
+    conn.execute(
+        import_runs.update().where(import_runs.c.id == run_id).values(status=status, finished_at=now, reason=reason)
+    )
+
+
+def newer_applied_run(conn: Connection, administration_id: int, run_id: int) -> int | None:
+    found = conn.execute(
+        sa.select(sa.func.max(import_runs.c.id)).where(
+            import_runs.c.administration_id == administration_id,
+            import_runs.c.id > run_id,
+            import_runs.c.status == "performed",
+        )
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def copy_into_claimed(config: Config, administration: str, source: Path) -> Delivery:
+    """For ``ingest`` and ``rejected retry``: copy a file into the private folder, then process it as delivered."""
+    folder = config.claimed_dir / administration
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"ingest-{os.getpid()}-{time.monotonic_ns()}__{source.name}"
+    shutil.copyfile(source, target)
+    return Delivery(administration, source.name, target)

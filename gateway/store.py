@@ -1,0 +1,144 @@
+"""The database: engine creation (SQLite in WAL mode or PostgreSQL), migrations, and bulk writes.
+
+SQLAlchemy and driver errors are translated here into our own errors (DESIGN.md rule 7).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from importlib import resources
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from gateway.errors import ConfigError, TransientError
+from gateway.tables import administrations
+
+# Explicit adapters: the sqlite3 module's default ones are deprecated (Python 3.12).
+sqlite3.register_adapter(date, date.isoformat)
+sqlite3.register_adapter(datetime, lambda v: v.isoformat(" ", "microseconds"))
+
+
+def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """Writers take the write lock at BEGIN (no lock upgrade that could fail); readers never block in WAL."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """Build the engine for ``url``. SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError([f"gateway.database_url: not a database URL ({exc})"]) from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # pysqlite's own transaction handling is bypassed so that BEGIN covers DDL and reads as well.
+        event.listen(engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
+            raise ConfigError(["gateway.database_url: use postgresql+psycopg://user@host/dbname"])
+        return sa.create_engine(url, pool_pre_ping=True)
+    raise ConfigError([f"gateway.database_url: unsupported database {backend!r}; use sqlite or postgresql"])
+
+
+def alembic_config() -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(resources.files("gateway") / "migrations"))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Apply every pending migration (on start-up and before any command that uses the database)."""
+    try:
+        with transaction(engine) as conn:
+            cfg = alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except sa.exc.OperationalError as exc:
+        raise TransientError(f"database unreachable: {exc.orig}") from exc
+
+
+@contextmanager
+def transaction(engine: Engine, write: bool = True) -> Iterator[Connection]:
+    """One transaction; a lost database becomes a TransientError. ``write=False`` for read-only work."""
+    try:
+        with engine.connect() as plain:
+            conn = plain.execution_options(write=write)
+            with conn.begin():
+                yield conn
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        if exc.connection_invalidated or _is_connectivity(exc):
+            raise TransientError(f"database unavailable: {exc.orig}") from exc
+        raise
+
+
+def _is_connectivity(exc: sa.exc.DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return any(s in text for s in ("database is locked", "connection", "server closed", "disk i/o", "full"))
+
+
+def bulk_insert(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Insert many rows fast: COPY on PostgreSQL, executemany on SQLite. ``rows`` is consumed once."""
+    rows = rows if isinstance(rows, list) else list(rows)
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    execute_many(conn, f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+
+
+def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    """executemany of driver-level SQL written with ``?`` placeholders, on either database."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        sql = sql.replace("?", "%s")
+    conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+
+
+def driver_datetime(conn: Connection, value: datetime | None) -> datetime | None:
+    """An aware datetime as the driver should receive it for a UTCDateTime column (see gateway.tables)."""
+    if value is None or conn.dialect.name != "sqlite":
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def ensure_administration(conn: Connection, code: str, name: str, now: datetime) -> int:
+    """The id of administration ``code``, created on first use."""
+    found = conn.execute(sa.select(administrations.c.id).where(administrations.c.code == code)).scalar()
+    if found is not None:
+        conn.execute(
+            sa.update(administrations)
+            .where(administrations.c.id == found, administrations.c.name != name)
+            .values(name=name)
+        )
+        return int(found)
+    result = conn.execute(sa.insert(administrations).values(code=code, name=name, created_at=now))
+    return int(result.inserted_primary_key[0])  # type: ignore[index]

@@ -1,0 +1,194 @@
+"""The database tables (SQLAlchemy Core). Alembic migrations create them; this module only describes them.
+
+Money is stored as whole cents (BIGINT) so that SQLite and PostgreSQL compare and add it exactly;
+timestamps are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; SQLite gives naive values back, this makes them aware again."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; times must be aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def debtor_columns() -> list[sa.Column[Any]]:
+    text = sa.String(255)
+    return [
+        sa.Column("company_name", text),
+        sa.Column("is_company", sa.Boolean),
+        sa.Column("firstname", text),
+        sa.Column("infix", text),
+        sa.Column("lastname", text),
+        sa.Column("email", text),
+        sa.Column("invoice_email", text),
+        sa.Column("reminder_email", text),
+        sa.Column("phone", text),
+        sa.Column("mobile", text),
+        sa.Column("street_1", text),
+        sa.Column("street_2", text),
+        sa.Column("postal_code", text),
+        sa.Column("city", text),
+        sa.Column("country_code", sa.String(2)),
+        sa.Column("language_code", sa.String(8)),
+        sa.Column("vat_number", text),
+        sa.Column("coc_number", text),
+        sa.Column("iban", text),
+    ]
+
+
+administrations = sa.Table(
+    "administrations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("original_name", sa.String(1024), nullable=False),
+    sa.Column("first_seen_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("administration_id", "sha256", name="uq_files_administration_sha256"),
+)
+
+RUN_STATUSES = ("in_progress", "performed", "rejected", "held", "duplicate", "failed", "discarded")
+COUNT_NAMES = (
+    "rows",
+    "debtors_created",
+    "debtors_updated",
+    "invoices_created",
+    "invoices_updated",
+    "invoices_closed",
+    "errors",
+    "warnings",
+    "ignored",
+)
+
+import_runs = sa.Table(
+    "import_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("file_id", sa.ForeignKey("files.id")),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("trigger", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("format", sa.String(32)),
+    sa.Column("file_name", sa.String(1024)),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("archived_path", sa.String(2048)),
+    sa.Column("detected", sa.JSON),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    *(sa.Column(name, sa.Integer, nullable=False, server_default="0") for name in COUNT_NAMES),
+    sa.Index("ix_import_runs_administration_started", "administration_id", "started_at"),
+    sa.Index("ix_import_runs_sha256", "administration_id", "sha256"),
+)
+
+run_problems = sa.Table(
+    "run_problems",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.ForeignKey("import_runs.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("severity", sa.String(8), nullable=False),
+    sa.Column("row", sa.Integer),
+    sa.Column("column_name", sa.String(64)),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+debtors = sa.Table(
+    "debtors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("code", sa.String(255), nullable=False),
+    *debtor_columns(),
+    sa.Column("created_run_id", sa.Integer, nullable=False),
+    sa.Column("updated_run_id", sa.Integer, nullable=False),
+    sa.UniqueConstraint("administration_id", "code", name="uq_debtors_administration_code"),
+)
+
+INVOICE_KINDS = ("invoice", "credit_note", "zero_amount", "prepaid")
+
+invoices = sa.Table(
+    "invoices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("debtor_id", sa.ForeignKey("debtors.id"), nullable=False, index=True),
+    sa.Column("number", sa.String(255), nullable=False),
+    sa.Column("invoice_date", sa.Date, nullable=False),
+    sa.Column("due_date", sa.Date, nullable=False),
+    sa.Column("amount_total_cents", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("amount_open_cents", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.String(255)),
+    sa.Column("payment_condition", sa.String(255)),
+    sa.Column("payment_reference", sa.String(255)),
+    sa.Column("order_number", sa.String(255)),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("document_filename", sa.String(255)),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("send", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(8), nullable=False),
+    sa.Column("loaded_at", UTCDateTime, nullable=False),
+    sa.Column("closed_at", UTCDateTime),
+    sa.Column("created_run_id", sa.Integer, nullable=False),
+    sa.Column("updated_run_id", sa.Integer, nullable=False),
+    sa.UniqueConstraint("administration_id", "number", name="uq_invoices_administration_number"),
+    sa.Index("ix_invoices_administration_status", "administration_id", "status"),
+)
+
+payments = sa.Table(
+    "payments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("invoice_id", sa.ForeignKey("invoices.id"), nullable=False, index=True),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("paid_on", sa.Date, nullable=False),
+    sa.Column("run_id", sa.ForeignKey("import_runs.id"), nullable=False, index=True),
+)
