@@ -6,6 +6,7 @@ This module imports nothing of the project. Parsers and connectors depend on it,
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -118,10 +119,13 @@ class Snapshot:
     ``entries`` are the rows without errors; ``blocked_invoices`` and ``blocked_debtors`` are the keys of
     rows that had errors: they get no update in this run and are not treated as disappeared.
     ``explicit_empty`` is set when the source says in so many words that there are no open items.
+    ``entries`` may be a lazy iterator (a streaming parser's generator): consume it once; while it is
+    consumed the parser appends to ``problems``, ``blocked_*`` and ``rows``, which are complete only
+    after it is exhausted.
     """
 
     administration_code: str | None
-    entries: list[Entry] = field(default_factory=list)
+    entries: Iterable[Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     blocked_invoices: set[str] = field(default_factory=set)
     blocked_debtors: set[str] = field(default_factory=set)
