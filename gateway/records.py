@@ -71,7 +71,7 @@ class Debtor:
 
 
 # The debtor fields that every import updates (all but the code).
-DEBTOR_DATA_FIELDS: tuple[str, ...] = tuple(f for f in Debtor.__slots__ if f != "code")  # type: ignore[attr-defined]
+DEBTOR_DATA_FIELDS: tuple[str, ...] = tuple(f for f in Debtor.__slots__ if f != "code")
 
 
 @dataclass(frozen=True, slots=True)
