@@ -1,0 +1,404 @@
+"""The watch-folder intake shell: observe ``inbox/<CODE>/``, claim complete files by an atomic rename.
+
+Watchdog handler threads only record what happened (under a lock) and wake the worker. The worker calls
+``wait`` and ``take_ready``: it looks at the files (lstat, never following a link), lets ``gateway.intake``
+decide, and renames ready files into ``claimed/<CODE>/``. Nothing is opened here except by
+``open_claimed``, which the pipeline uses on a claimed path.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, ClassVar
+
+import structlog
+from watchdog import events as ev
+from watchdog.observers.api import BaseObserver
+
+from gateway.config import Config
+from gateway.errors import ConfigError, GatewayError
+from gateway.intake import (
+    Arrival,
+    Place,
+    Readiness,
+    SettleTracker,
+    Signature,
+    decide_refusal,
+    is_temporary_name,
+    locate,
+    make_claimed_name,
+    merge_arrival,
+    parse_claimed_name,
+)
+
+_FILE_EVENTS = (ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileAttribEvent, ev.FileClosedEvent, ev.FileMovedEvent)
+_EVENT_FILTER: list[type[ev.FileSystemEvent]] = [*_FILE_EVENTS, ev.FileDeletedEvent]
+_EVENT_FILTER += [ev.DirCreatedEvent, ev.DirMovedEvent, ev.DirDeletedEvent]  # not opened/closed-unwritten/modified
+_WAKE_MARGIN = 0.01  # wake a little after a settle deadline, so the file is ready when looked at
+
+
+@dataclass(frozen=True)
+class Claimed:
+    administration: str
+    original_name: str
+    path: Path
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A symlink, hard link or non-regular file, renamed (never followed, never opened) into claimed/."""
+
+    administration: str
+    original_name: str
+    path: Path
+    reason: str
+
+
+class ClaimedFileError(GatewayError, OSError):
+    """A claimed path is not one plain regular file with a single link: it must not be read.
+
+    An ``OSError`` too (``strerror`` says why), so a caller that handles unreadable files handles this.
+    """
+
+    _ERRNO: ClassVar[dict[str, int]] = {"symlink": errno.ELOOP, "hard link": errno.EMLINK, "missing": errno.ENOENT}
+
+    def __init__(self, path: Path, reason: str, code: int | None = None):
+        super().__init__(code or self._ERRNO.get(reason, errno.EINVAL), f"refused to open ({reason})", str(path))
+        self.path = path
+        self.reason = reason
+
+
+def open_claimed(path: Path) -> BinaryIO:
+    """Open a claimed file for reading without following a symlink; refuse anything but one regular file.
+
+    lstat first (a FIFO or device is never opened), then open with O_NOFOLLOW (and O_NONBLOCK, so a FIFO
+    swapped in cannot block), then fstat: the same inode, a regular file, one link.
+    """
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError as exc:
+        raise ClaimedFileError(path, "missing") from exc
+    reason = decide_refusal(before.st_mode, before.st_nlink)
+    if reason:
+        raise ClaimedFileError(path, reason)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise ClaimedFileError(path, f"cannot open without following links: {exc.strerror}", exc.errno) from exc
+    try:
+        st = os.fstat(fd)
+        reason = decide_refusal(st.st_mode, st.st_nlink)
+        if reason is None and (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
+            reason = "replaced while opening"
+        if reason:
+            raise ClaimedFileError(path, reason)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _signature(st: os.stat_result) -> Signature:
+    return Signature(st.st_size, st.st_mtime_ns)
+
+
+def _log() -> structlog.typing.FilteringBoundLogger:
+    # Looked up per call: structlog may be configured (or captured in tests) after this instance exists.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger()
+    return logger
+
+
+class _Handler(ev.FileSystemEventHandler):
+    def __init__(self, intake: Intake) -> None:
+        super().__init__()
+        self._intake = intake
+
+    def on_any_event(self, event: ev.FileSystemEvent) -> None:
+        self._intake._record_event(event)
+
+
+class Intake:
+    """Watches ``config.inbox_dir`` and claims complete files into ``config.claimed_dir``.
+
+    The owner's worker loop: ``start()``; ``recover_claimed()``; then repeatedly ``wait(timeout)`` and
+    ``take_ready()``; finally ``stop()``. ``take_ready`` also sweeps when a sweep is due, and ``wait``
+    returns early when a watched file's quiet period ends or a sweep falls due.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        wall_clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._config = config
+        self._inbox = config.inbox_dir
+        self._claimed = config.claimed_dir
+        self._codes = frozenset(config.administrations)
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._pending: dict[Path, Arrival] = {}  # guarded by _lock
+        self._sweep_requested = False  # guarded by _lock
+        self._next_sweep = float("-inf")  # guarded by _lock
+        self._observer: BaseObserver | None = None
+        # Worker-thread state (take_ready, wait, recover_claimed):
+        self._tracker = SettleTracker(config.settle_seconds)
+        self._reported: set[Path] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._observer is not None:
+            raise RuntimeError("intake already started")
+        self._make_folders()
+        if os.stat(self._inbox).st_dev != os.stat(self._claimed).st_dev:
+            raise ConfigError([f"gateway.data_dir: {self._inbox} and {self._claimed} must be on the same filesystem"])
+        observer = _make_observer()
+        observer.schedule(_Handler(self), str(self._inbox), recursive=True, event_filter=_EVENT_FILTER)
+        observer.start()
+        self._observer = observer
+        _log().info("inbox_watch_started", inbox=str(self._inbox), administrations=sorted(self._codes))
+        self._sweep(wake=True)  # after the watch is up, so nothing arriving in between is missed
+
+    def stop(self) -> None:
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            observer.stop()
+            observer.join()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Make a ``wait`` in progress return now (for example to stop); safe from any thread."""
+        self._wake.set()
+
+    def wait(self, timeout: float) -> None:
+        """Block until an event arrives, a watched file's quiet period ends, a sweep is due, or timeout."""
+        now = self._clock()
+        limit = timeout
+        deadline = self._tracker.next_deadline()
+        if deadline is not None:
+            limit = min(limit, deadline - now + _WAKE_MARGIN)
+        with self._lock:
+            next_sweep = self._next_sweep
+        if next_sweep != float("-inf"):
+            limit = min(limit, next_sweep - now + _WAKE_MARGIN)
+        if self._wake.wait(max(0.0, limit)):
+            self._wake.clear()
+
+    # -- observations (any thread) ----------------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """List every inbox folder and record what is there (inotify may overflow; mounts give no events)."""
+        self._sweep(wake=True)
+
+    def _sweep(self, *, wake: bool) -> None:
+        self._make_folders()
+        found: list[Path] = []
+        for entry in _scan(self._inbox):
+            path = Path(entry.path)
+            found.append(path)
+            if entry.is_dir(follow_symlinks=False):
+                found.extend(Path(sub.path) for sub in _scan(path))
+        with self._lock:
+            for path in found:
+                self._pending[path] = merge_arrival(self._pending.get(path), Arrival.SEEN)
+            self._sweep_requested = False
+            self._next_sweep = self._clock() + self._config.sweep_seconds
+        if wake:
+            self._wake.set()
+
+    def _record_event(self, event: ev.FileSystemEvent) -> None:
+        """Runs in a watchdog thread: record the hint and wake the worker, nothing else."""
+        src = os.fsdecode(event.src_path)
+        dest = os.fsdecode(event.dest_path)
+        hints: list[tuple[Path, Arrival]] = []
+        rescan = False
+        if isinstance(event, ev.FileMovedEvent):
+            hints += [(Path(src), Arrival.SEEN)] if src else []
+            hints += [(Path(dest), Arrival.RENAMED)] if dest else []
+        elif isinstance(event, ev.FileCreatedEvent | ev.FileModifiedEvent | ev.FileClosedEvent):
+            hints.append((Path(src), Arrival.WRITTEN))
+        elif isinstance(event, ev.FileDeletedEvent | ev.FileAttribEvent):
+            hints.append((Path(src), Arrival.SEEN))
+        elif isinstance(event, ev.DirCreatedEvent | ev.DirMovedEvent | ev.DirDeletedEvent):
+            # A folder appeared, vanished or moved: its files may have come without events of their own.
+            hints += [(Path(p), Arrival.SEEN) for p in (src, dest) if p]
+            rescan = True
+        else:
+            return
+        with self._lock:
+            for path, arrival in hints:
+                self._pending[path] = merge_arrival(self._pending.get(path), arrival)
+            self._sweep_requested = self._sweep_requested or rescan
+        self._wake.set()
+
+    # -- decisions and claims (the worker thread) -------------------------------------------------------
+
+    def take_ready(self) -> list[Claimed | Refused]:
+        with self._lock:
+            sweep_due = self._sweep_requested or self._clock() >= self._next_sweep
+        if sweep_due:
+            self._sweep(wake=False)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        results: list[Claimed | Refused] = []
+        for path in sorted(set(pending) | {Path(p) for p in self._tracker.paths()}):
+            result = self._consider(path, pending.get(path, Arrival.SEEN))
+            if result is not None:
+                results.append(result)
+        return results
+
+    def _consider(self, path: Path, arrival: Arrival) -> Claimed | Refused | None:
+        location = locate(self._inbox, path, self._codes)
+        if location.place is Place.TEMPORARY:
+            self._tracker.forget(path)
+            return None
+        if location.place not in (Place.CANDIDATE, Place.UNKNOWN_ADMINISTRATION, Place.TOP_LEVEL):
+            return None
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._tracker.forget(path)
+            self._reported.discard(path)
+            return None
+        except OSError as exc:
+            _log().warning("inbox_entry_unreadable", path=str(path), error=exc.strerror)
+            return None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if location.place is Place.UNKNOWN_ADMINISTRATION:
+            if not is_dir and not is_temporary_name(location.name):
+                self._report_once(path, "inbox_unknown_administration", administration=location.administration)
+            return None
+        if location.place is Place.TOP_LEVEL:
+            if not is_dir and not is_temporary_name(location.name):
+                self._report_once(path, "inbox_entry_ignored", reason="not inside an administration folder")
+            return None
+        if is_dir:
+            self._tracker.forget(path)
+            self._report_once(path, "inbox_directory_ignored", administration=location.administration)
+            return None
+        now = self._clock()
+        signature = _signature(st)
+        self._tracker.observe(path, signature, arrival, now)
+        if self._tracker.decide(path, signature, now) is not Readiness.READY:
+            return None
+        return self._claim(path, location.administration, location.name, st, now)
+
+    def _claim(
+        self, path: Path, administration: str, name: str, seen: os.stat_result, now: float
+    ) -> Claimed | Refused | None:
+        try:
+            st = os.lstat(path)  # look again right before the rename
+        except FileNotFoundError:
+            self._tracker.forget(path)
+            _log().info("file_vanished", administration=administration, file=name)
+            return None
+        if stat.S_ISDIR(st.st_mode) or _signature(st) != _signature(seen):
+            self._tracker.observe(path, _signature(st), Arrival.WRITTEN, now)
+            return None
+        received_at = self._wall_clock()
+        folder = self._claimed / administration
+        target = folder / make_claimed_name(received_at, secrets.token_hex(4), name)
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.rename(path, target)
+        except FileNotFoundError:
+            self._tracker.forget(path)
+            _log().info("file_vanished", administration=administration, file=name)
+            return None
+        except OSError as exc:
+            self._tracker.restart(path, now)
+            _log().error("file_claim_failed", administration=administration, file=name, error=exc.strerror)
+            return None
+        self._tracker.forget(path)
+        after = os.lstat(target)  # in our private folder: what we decide on cannot change any more
+        if (after.st_dev, after.st_ino) != (st.st_dev, st.st_ino):
+            _log().warning("file_replaced_during_claim", administration=administration, file=name)
+        reason = decide_refusal(after.st_mode, after.st_nlink)
+        if reason is not None:
+            _log().warning("file_refused", administration=administration, file=name, reason=reason)
+            return Refused(administration, name, target, reason)
+        _log().info("file_claimed", administration=administration, file=name, size=after.st_size)
+        return Claimed(administration, name, target, received_at)
+
+    def recover_claimed(self) -> list[Claimed | Refused]:
+        """Files a crash left in ``claimed/<CODE>/`` (only names this intake made), oldest first."""
+        results: list[Claimed | Refused] = []
+        for folder in sorted(_scan(self._claimed), key=lambda e: e.name):
+            if not folder.is_dir(follow_symlinks=False) or folder.name not in self._codes:
+                self._report_once(Path(folder.path), "claimed_entry_ignored", reason="no such administration")
+                continue
+            for entry in sorted(_scan(Path(folder.path)), key=lambda e: e.name):
+                parsed = parse_claimed_name(entry.name)
+                path = Path(entry.path)
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if parsed is None or stat.S_ISDIR(st.st_mode):
+                    self._report_once(path, "claimed_entry_ignored", reason="not named by the intake")
+                    continue
+                received_at, original = parsed
+                reason = decide_refusal(st.st_mode, st.st_nlink)
+                if reason is not None:
+                    results.append(Refused(folder.name, original, path, reason))
+                else:
+                    results.append(Claimed(folder.name, original, path, received_at))
+        if results:
+            _log().info("claimed_files_recovered", count=len(results))
+        return results
+
+    # -- helpers ----------------------------------------------------------------------------------------
+
+    def _report_once(self, path: Path, event: str, **fields: str) -> None:
+        if path in self._reported:
+            return
+        self._reported.add(path)
+        _log().warning(event, path=str(path), **fields)
+
+    def _make_folders(self) -> None:
+        for code in sorted(self._codes):
+            (self._inbox / code).mkdir(parents=True, exist_ok=True)
+        self._claimed.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _scan(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        _log().warning("inbox_folder_unreadable", path=str(folder), error=exc.strerror)
+        return []
+
+
+def _make_observer() -> BaseObserver:
+    if sys.platform.startswith("linux"):
+        from watchdog.observers.inotify import InotifyObserver
+
+        # Full events: a file moved in from outside the inbox arrives as a move (complete), not a create.
+        return InotifyObserver(generate_full_events=True)
+    from watchdog.observers import Observer
+
+    observer: BaseObserver = Observer()
+    return observer
