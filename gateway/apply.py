@@ -7,6 +7,7 @@ a held snapshot leaves the business tables untouched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -232,8 +233,10 @@ def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts) -> list[
         updates: list[tuple[Any, ...]] = []
         paid: list[tuple[Any, ...]] = []
         for row in page:
-            stored = StoredInvoice(*row[:9], mutable=tuple(row[9 : 9 + m]))
-            incoming = IncomingInvoice(row[9 + m], stored.number, *row[10 + m : 16 + m], mutable=tuple(row[16 + m :]))
+            stored = StoredInvoice(*_take(row, 0, 9), mutable=_take(row, 9, 9 + m))  # type: ignore[misc]
+            incoming = IncomingInvoice(
+                row[9 + m], stored.number, *_take(row, 10 + m, 16 + m), mutable=_take(row, 16 + m, len(row))
+            )  # type: ignore[misc]
             decision = decide_invoice_update(stored, incoming)
             problems.extend(decision.warnings)
             if decision.payment_cents:
@@ -255,6 +258,10 @@ def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts) -> list[
                 )
         execute_many(conn, _UPDATE_INVOICE, [_driver_row(conn, u) for u in updates])
         bulk_insert(conn, "payments", ["invoice_id", "amount_cents", "paid_on", "run_id"], paid)
+
+
+def _take(row: Sequence[Any], start: int, stop: int) -> tuple[Any, ...]:
+    return tuple(row[start:stop])
 
 
 def _driver_row(conn: Connection, row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -157,9 +157,7 @@ class _Reader:
         return str(self.get(name, default, check))
 
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
-        return str(
-            self.get(name, default, lambda v: None if v in choices else f"must be one of {', '.join(choices)}")
-        )
+        return str(self.get(name, default, lambda v: None if v in choices else f"must be one of {', '.join(choices)}"))
 
     def boolean(self, name: str, default: bool) -> bool:
         return bool(self.get(name, default, lambda v: None if isinstance(v, bool) else "must be true or false"))
@@ -178,8 +176,13 @@ class _Reader:
 
         return float(self.get(name, default, check))
 
-    def strings(self, name: str, default: tuple[str, ...], item: Callable[[str], bool] | None = None,
-                what: str = "strings") -> tuple[str, ...]:
+    def strings(
+        self,
+        name: str,
+        default: tuple[str, ...],
+        item: Callable[[str], object] | None = None,
+        what: str = "strings",
+    ) -> tuple[str, ...]:
         def check(v: Any) -> str | None:
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 return f"must be a list of {what}"
@@ -290,8 +293,7 @@ def _kinds(table: Mapping[str, Any], prefix: str, problems: list[str]) -> KindSe
     return s
 
 
-def _administration(code: str, table: Mapping[str, Any], gateway_tz: str,
-                    problems: list[str]) -> Administration:
+def _administration(code: str, table: Mapping[str, Any], gateway_tz: str, problems: list[str]) -> Administration:
     prefix = f"administrations.{code}"
     if not ADMIN_CODE.match(code):
         problems.append(f"{prefix}: the administration code must be 1-64 letters, digits, '_', '.' or '-'")
@@ -381,7 +383,7 @@ def resolve_database_url(url: str, data_dir: Path) -> str:
     """Make a relative SQLite path relative to data_dir (CONTRACT.md)."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:" and not rest.startswith("file:"):
             return prefix + str((data_dir / rest).resolve())
     return url

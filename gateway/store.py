@@ -120,7 +120,7 @@ def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
         return
     if conn.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
-    conn.exec_driver_sql(sql, rows)  # type: ignore[arg-type]
+    conn.exec_driver_sql(sql, list(rows))
 
 
 def driver_datetime(conn: Connection, value: datetime | None) -> datetime | None:

@@ -22,6 +22,8 @@ from gateway.tables import debtors, invoices, payments
 
 ZONE = ZoneInfo("Europe/Amsterdam")
 GUARDS = GuardSettings()
+NO_IGNORE = IgnoreSettings()
+DEFAULT_KINDS = KindSettings()
 
 
 def debtor(code: str, city: str = "Utrecht", email: str | None = None) -> Debtor:
@@ -79,8 +81,8 @@ def apply_snapshot(
     blocked_invoices: tuple[str, ...] = (),
     blocked_debtors: tuple[str, ...] = (),
     error_rows: int = 0,
-    ignore: IgnoreSettings = IgnoreSettings(),
-    kinds: KindSettings = KindSettings(),
+    ignore: IgnoreSettings = NO_IGNORE,
+    kinds: KindSettings = DEFAULT_KINDS,
 ) -> Outcome:
     """What the pipeline does with a snapshot, minus the file: stage, reconcile, one transaction."""
     lists = IgnoreLists.from_settings(ignore)

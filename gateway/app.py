@@ -1,0 +1,64 @@
+"""The composition root: the one place that builds the object graph from the configuration.
+
+Only here are concrete parsers named. Nothing creates engines, sockets or threads at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from sqlalchemy.engine import Engine
+
+from gateway.config import Administration, Config
+from gateway.pipeline import ParseFn, Pipeline
+from gateway.records import Snapshot
+from gateway.store import make_engine, migrate
+from gateway.watcher import open_claimed
+from parsers.payt_csv import CsvOptions, parse_payt_csv
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def fixed_clock(moment: datetime) -> Clock:
+    return lambda: moment
+
+
+def csv_options(admin: Administration | None) -> CsvOptions:
+    if admin is None:
+        return CsvOptions(administration_code="")
+    return CsvOptions(
+        administration_code=admin.code,
+        default_currency=admin.currency,
+        default_country=admin.country,
+        date_order=admin.date_order,
+    )
+
+
+def parse_csv(stream: BinaryIO, admin: Administration) -> Snapshot:
+    return parse_payt_csv(stream, csv_options(admin))
+
+
+PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv}
+
+
+@dataclass
+class App:
+    config: Config
+    engine: Engine
+    pipeline: Pipeline
+    clock: Clock
+
+
+def build_app(config: Config, clock: Clock = system_clock, run_migrations: bool = True) -> App:
+    engine = make_engine(config.database_url)
+    if run_migrations:
+        migrate(engine)
+    pipeline = Pipeline(config, engine, PARSERS, open_claimed, clock)
+    return App(config, engine, pipeline, clock)

@@ -1,0 +1,335 @@
+"""The command line (CONTRACT.md): ``payt-gateway [--config PATH] [--now ISO] [--json] COMMAND …``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway import __version__
+from gateway.app import PARSERS, App, build_app, fixed_clock, system_clock
+from gateway.config import Administration, Config, load_config
+from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
+from gateway.logs import configure_logging
+from gateway.pipeline import copy_into_claimed
+from gateway.render import problems_block, run_summary, table
+from gateway.runs import get_run, list_runs, run_as_dict
+from gateway.store import transaction
+from gateway.validate import validate_file
+from gateway.views import list_invoices
+
+EX_UNAVAILABLE = 69
+
+
+class Context:
+    """What every command gets: the parsed arguments, the configuration and a lazily built app."""
+
+    def __init__(self, args: argparse.Namespace, config: Config):
+        self.args = args
+        self.config = config
+        self._app: App | None = None
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            self._app = build_app(self.config, clock_from(self.args.now, self.config))
+        return self._app
+
+    def emit(self, data: Any, human: str) -> None:
+        if self.args.json:
+            json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
+            sys.stdout.write("\n")
+        else:
+            print(human)
+
+
+def clock_from(now: str | None, config: Config) -> Callable[[], datetime]:
+    if not now:
+        return system_clock
+    moment = datetime.fromisoformat(now)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(config.timezone))
+    return fixed_clock(moment)
+
+
+def _admin(ctx: Context, code: str) -> Administration:
+    admin = ctx.config.administrations.get(code)
+    if admin is None:
+        known = ", ".join(sorted(ctx.config.administrations)) or "none"
+        raise ConfigError([f"administration {code!r} is not configured (configured: {known})"])
+    return admin
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+
+
+def cmd_run(ctx: Context) -> int:
+    from gateway.daemon import Daemon
+
+    return Daemon(ctx.app).run()
+
+
+def cmd_check_config(ctx: Context) -> int:
+    cfg = ctx.config
+    data = {
+        "valid": True,
+        "source": cfg.source,
+        "data_dir": str(cfg.data_dir),
+        "administrations": sorted(cfg.administrations),
+        "errors": [],
+    }
+    ctx.emit(
+        data,
+        f"configuration OK ({cfg.source}): {len(cfg.administrations)} administration(s): "
+        f"{', '.join(sorted(cfg.administrations)) or 'none'}; data_dir {cfg.data_dir}",
+    )
+    return 0
+
+
+def cmd_validate(ctx: Context) -> int:
+    admin = _admin(ctx, ctx.args.administration) if ctx.args.administration else Administration(code="", name="")
+    fmt = ctx.args.format or admin.format
+    source = Path(ctx.args.file)
+    if not source.is_file():
+        print(f"payt-gateway: {source}: no such file", file=sys.stderr)
+        return 1
+    result = validate_file(source, fmt, PARSERS[fmt], admin)
+    human = [
+        f"{result['file']}: {'valid' if result['valid'] else 'INVALID'} ({result['format']}, "
+        f"{result['rows']} rows, {result['detected']})"
+    ]
+    for title in ("errors", "warnings"):
+        block = problems_block(result[title], title)
+        if block:
+            human.append(block)
+    ctx.emit(result, "\n".join(human))
+    return 0 if result["valid"] else 1
+
+
+def cmd_ingest(ctx: Context) -> int:
+    _admin(ctx, ctx.args.administration)
+    source = Path(ctx.args.file)
+    if not source.is_file():
+        print(f"payt-gateway: {source}: no such file", file=sys.stderr)
+        return 1
+    delivery = copy_into_claimed(ctx.config, ctx.args.administration, source)
+    result = ctx.app.pipeline.process(delivery)
+    ctx.emit(result.run, run_summary(result.run))
+    return 0 if result.status == "performed" else 1
+
+
+IMPORT_COLUMNS = [
+    ("run_id", "run"),
+    ("administration", "admin"),
+    ("status", "status"),
+    ("started", "started"),
+    ("rows", "rows"),
+    ("errors", "err"),
+    ("warnings", "warn"),
+    ("file", "file"),
+]
+
+
+def _run_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            **r,
+            "started": (r["started_at"] or "")[:16].replace("T", " "),
+            "rows": r["counts"]["rows"],
+            "errors": r["counts"]["errors"],
+            "warnings": r["counts"]["warnings"],
+        }
+        for r in runs
+    ]
+
+
+def cmd_imports(ctx: Context) -> int:
+    with transaction(ctx.app.engine, write=False) as conn:
+        rows = list_runs(conn, now=ctx.app.clock(), administration=ctx.args.administration, days=ctx.args.days)
+        runs = [run_as_dict(conn, r, with_problems=ctx.args.json) for r in rows]
+    ctx.emit(runs, table(_run_rows(runs), IMPORT_COLUMNS, flexible="file"))
+    return 0
+
+
+def cmd_rejected(ctx: Context) -> int:
+    action, run_id = ctx.args.action, ctx.args.run_id
+    if action in ("show", "retry") and run_id is None:
+        print(f"payt-gateway: rejected {action} needs a run id", file=sys.stderr)
+        return 2
+    if action == "show":
+        with transaction(ctx.app.engine, write=False) as conn:
+            row = get_run(conn, run_id)
+            if row is None:
+                print(f"payt-gateway: there is no import run {run_id}", file=sys.stderr)
+                return 1
+            run = run_as_dict(conn, row, limit=None)
+        ctx.emit(run, run_summary(run))
+        return 0
+    if action == "retry":
+        return _retry(ctx, run_id)
+    with transaction(ctx.app.engine, write=False) as conn:
+        rows = list_runs(
+            conn,
+            now=ctx.app.clock(),
+            administration=ctx.args.administration,
+            days=ctx.args.days,
+            statuses=("rejected", "held", "failed"),
+        )
+        runs = [run_as_dict(conn, r, with_problems=ctx.args.json) for r in rows]
+    listing = [{**r, "reason": r["reason"]} for r in _run_rows(runs)]
+    ctx.emit(
+        runs,
+        table(
+            listing,
+            [
+                ("run_id", "run"),
+                ("administration", "admin"),
+                ("status", "status"),
+                ("file", "file"),
+                ("reason", "reason"),
+            ],
+            flexible="reason",
+        ),
+    )
+    return 0
+
+
+def _retry(ctx: Context, run_id: int) -> int:
+    with transaction(ctx.app.engine, write=False) as conn:
+        row = get_run(conn, run_id)
+    if row is None or row.status not in ("rejected", "failed") or not row.archived_path:
+        print(f"payt-gateway: run {run_id} is not a rejected or failed file", file=sys.stderr)
+        return 1
+    _admin(ctx, row.administration)
+    delivery = copy_into_claimed(ctx.config, row.administration, ctx.config.data_dir / row.archived_path)
+    delivery = type(delivery)(
+        delivery.administration, row.file_name or delivery.original_name, delivery.path, trigger="retry"
+    )
+    result = ctx.app.pipeline.process(delivery)
+    ctx.emit(result.run, run_summary(result.run))
+    return 0 if result.status == "performed" else 1
+
+
+def cmd_release(ctx: Context) -> int:
+    result = ctx.app.pipeline.release(ctx.args.run_id)
+    ctx.emit(result.run, run_summary(result.run))
+    return 0
+
+
+def cmd_discard(ctx: Context) -> int:
+    result = ctx.app.pipeline.discard(ctx.args.run_id)
+    ctx.emit(result.run, run_summary(result.run))
+    return 0
+
+
+def cmd_invoices(ctx: Context) -> int:
+    with transaction(ctx.app.engine, write=False) as conn:
+        rows = list_invoices(
+            conn, administration=ctx.args.administration, status=ctx.args.status, limit=ctx.args.limit or None
+        )
+    columns = [
+        ("administration", "admin"),
+        ("number", "invoice"),
+        ("debtor", "debtor"),
+        ("due_date", "due"),
+        ("amount_open", "open"),
+        ("status", "status"),
+        ("blocked", "blocked"),
+    ]
+    ctx.emit(rows, table(rows, columns, flexible="number"))
+    return 0
+
+
+# -- argument parsing --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="payt-gateway",
+        description="Import-and-send backbone for accounts-receivable software: watch folders, validation, "
+        "reconcile, archive.",
+    )
+    parser.add_argument("--version", action="version", version=f"payt-gateway {__version__}")
+    parser.add_argument(
+        "--config",
+        help="configuration file (default: $PAYT_GATEWAY_CONFIG, ./gateway.toml, else the built-in embedded default)",
+    )
+    parser.add_argument("--now", help="act as if this is the current time (ISO 8601; no offset = gateway zone)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[Context], int], help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("run", cmd_run, "run the daemon in the foreground (SIGTERM/SIGINT stop gracefully)")
+    add("check-config", cmd_check_config, "validate the configuration; exit 78 when it is invalid")
+    p = add("validate", cmd_validate, "check a file against its spec; never touches the database")
+    p.add_argument("file")
+    p.add_argument("--format", choices=["payt-csv"], help="the file's format (default: the administration's)")
+    p.add_argument("--administration", help="validate with this administration's settings")
+    p = add("ingest", cmd_ingest, "run one file through the pipeline, as if dropped in the inbox, then exit")
+    p.add_argument("file")
+    p.add_argument("--administration", required=True)
+    p = add("imports", cmd_imports, "import runs, newest first")
+    p.add_argument("--administration")
+    p.add_argument("--days", type=int, default=31)
+    p = add("rejected", cmd_rejected, "rejected, held and failed files with their reasons; show or retry one")
+    p.add_argument("action", nargs="?", choices=["list", "show", "retry"], default="list")
+    p.add_argument("run_id", nargs="?", type=int)
+    p.add_argument("--administration")
+    p.add_argument("--days", type=int, default=31)
+    for name, func, text in (
+        ("release", cmd_release, "apply a held snapshot (without the guards)"),
+        ("discard", cmd_discard, "drop a held snapshot"),
+    ):
+        p = add(name, func, text)
+        p.add_argument("run_id", type=int)
+    p = add("invoices", cmd_invoices, "invoices with their status")
+    p.add_argument("--administration")
+    p.add_argument("--status", choices=["open", "paid", "all"], default="open")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    daemon = args.command == "run"
+    configure_logging(sys.stdout if daemon else sys.stderr)
+    try:
+        config = load_config(args.config)
+        if args.now:
+            clock_from(args.now, config)
+        code = int(args.func(Context(args, config)))
+    except ConfigError as exc:
+        if args.json and args.command == "check-config":
+            json.dump({"valid": False, "errors": exc.problems}, sys.stdout, indent=2)
+            sys.stdout.write("\n")
+        for problem in exc.problems:
+            print(f"payt-gateway: configuration error: {problem}", file=sys.stderr)
+        return EX_CONFIG
+    except ValueError as exc:
+        if args.now and "isoformat" in str(exc):
+            print(f"payt-gateway: --now: not an ISO 8601 time: {args.now}", file=sys.stderr)
+            return 2
+        raise
+    except LookupError as exc:
+        print(f"payt-gateway: {exc.args[0]}", file=sys.stderr)
+        return 1
+    except TransientError as exc:
+        print(f"payt-gateway: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    except RejectFile as exc:
+        print(f"payt-gateway: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

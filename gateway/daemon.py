@@ -1,0 +1,117 @@
+"""The daemon: intake and the pipeline in one worker thread; the main thread only supervises.
+
+Signal handlers only set events. SIGTERM/SIGINT stop intake; the worker finishes the file in hand and the
+process exits 0. A worker that dies unexpectedly makes the process exit non-zero (systemd restarts it).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+
+import structlog
+
+from gateway.app import App
+from gateway.errors import TransientError
+from gateway.pipeline import Delivery
+from gateway.runs import mark_interrupted
+from gateway.store import transaction
+from gateway.watcher import Claimed, Intake, Refused
+
+log = structlog.get_logger("gateway.daemon")
+EX_SOFTWARE = 70
+RETRY_SECONDS = 5.0
+
+
+class Daemon:
+    def __init__(self, app: App):
+        self.app = app
+        self.intake = Intake(app.config)
+        self.stopping = threading.Event()
+        self.worker = threading.Thread(target=self._work, name="gateway-worker")
+        self.worker_failed = False
+
+    def run(self) -> int:
+        self._install_signals()
+        with transaction(self.app.engine) as conn:
+            interrupted = mark_interrupted(conn, self.app.clock())
+        if interrupted:
+            log.warning("runs_interrupted", count=interrupted)
+        self.intake.start()
+        self.worker.start()
+        log.info(
+            "gateway_started",
+            administrations=sorted(self.app.config.administrations),
+            data_dir=str(self.app.config.data_dir),
+            config=self.app.config.source,
+        )
+        try:
+            while not self.stopping.wait(0.5):
+                if not self.worker.is_alive():
+                    break
+        finally:
+            self.stopping.set()
+            self.intake.wake()
+            self.worker.join(timeout=30)
+            self.intake.stop()
+        if self.worker_failed or self.worker.is_alive():
+            log.error("gateway_stopped", reason="the worker died unexpectedly")
+            return EX_SOFTWARE
+        log.info("gateway_stopped")
+        return 0
+
+    def _install_signals(self) -> None:
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            self.stopping.set()
+            self.intake.wake()
+
+        def hup(signum: int, _frame: FrameType | None) -> None:
+            log.warning("reload_not_supported", detail="SIGHUP reload is not implemented yet; restart to reload")
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hup)
+
+    def _work(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            self.worker_failed = True
+            log.exception("worker_died")
+            raise
+
+    def _loop(self) -> None:
+        """Files left claimed by a crash first, then whatever intake finds ready (it sweeps by itself)."""
+        retry_at: float | None = None
+        pending: list[Claimed | Refused] = self.intake.recover_claimed()
+        while not self.stopping.is_set():
+            if retry_at is not None and time.monotonic() >= retry_at:
+                pending, retry_at = self.intake.recover_claimed(), None
+            for item in [*pending, *self.intake.take_ready()]:
+                if not self._handle(item):
+                    retry_at = time.monotonic() + RETRY_SECONDS
+                if self.stopping.is_set():
+                    return
+            pending = []
+            self.intake.wait(RETRY_SECONDS if retry_at is None else max(0.0, retry_at - time.monotonic()))
+
+    def _handle(self, item: Claimed | Refused) -> bool:
+        """Process one item; False when it was deferred (the database is away) and stays claimed."""
+        delivery = Delivery(item.administration, item.original_name, item.path)
+        try:
+            if isinstance(item, Refused):
+                self.app.pipeline.refuse(delivery, item.reason)
+            else:
+                self.app.pipeline.process(delivery)
+        except TransientError as exc:
+            log.warning(
+                "file_deferred",
+                file=item.original_name,
+                administration=item.administration,
+                reason=str(exc),
+                retry_in_s=RETRY_SECONDS,
+            )
+            return False
+        return True
