@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection
 from gateway.config import KindSettings
 from gateway.ignore import IgnoreLists
 from gateway.reconcile import decide_kind
-from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Entry, Problem, Snapshot, error, warning
-from gateway.store import bulk_insert, driver_datetime, execute_many
+from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Problem, Snapshot, error, warning
+from gateway.store import bulk_insert
 from gateway.tables import UTCDateTime, debtor_columns
 
 CHUNK = 10_000
@@ -36,12 +36,14 @@ stage_debtors = sa.Table(
     *debtor_columns(),
     prefixes=["TEMPORARY"],
 )
+# One row each time the debtor data changes from one row to the next (rows of a debtor are usually together).
 stage_debtor_versions = sa.Table(
     "stage_debtor_versions",
     stage_metadata,
-    sa.Column("code", sa.String(255), primary_key=True),
-    sa.Column("fingerprint", sa.BigInteger, primary_key=True),
+    sa.Column("code", sa.String(255), nullable=False),
     sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.BigInteger, nullable=False),
+    *debtor_columns(),
     prefixes=["TEMPORARY"],
 )
 stage_invoices = sa.Table(
@@ -81,13 +83,14 @@ stage_closures = sa.Table(
 )
 
 INVOICE_STAGE_COLUMNS = [c.name for c in stage_invoices.columns]
-DEBTOR_STAGE_COLUMNS = ["code", "line", *DEBTOR_DATA_FIELDS]
-_DEBTOR_UPSERT = (
+VERSION_STAGE_COLUMNS = [c.name for c in stage_debtor_versions.columns]
+DEBTOR_STAGE_COLUMNS = [c.name for c in stage_debtors.columns]
+_LAST_VERSIONS = (
     f"INSERT INTO stage_debtors ({', '.join(DEBTOR_STAGE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in DEBTOR_STAGE_COLUMNS)}) ON CONFLICT (code) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in DEBTOR_STAGE_COLUMNS[1:])
+    f"SELECT {', '.join('v.' + c for c in DEBTOR_STAGE_COLUMNS)} FROM stage_debtor_versions v "
+    "JOIN (SELECT code, MAX(line) AS line FROM stage_debtor_versions GROUP BY code) m "
+    "ON m.code = v.code AND m.line = v.line"
 )
-_VERSION_INSERT = "INSERT INTO stage_debtor_versions (code, fingerprint, line) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ def drop_stage(conn: Connection) -> None:
 
 
 def to_cents(amount: Decimal) -> int:
+    """Whole cents of an amount; an amount with more than two decimals is a bug of its source."""
     cents = amount * 100
     whole = int(cents)
     if whole != cents:
@@ -141,18 +145,17 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
     create_stage(conn)
     staged = Staged()
     invoice_rows: list[tuple[Any, ...]] = []
-    debtor_rows: list[tuple[Any, ...]] = []
     version_rows: list[tuple[Any, ...]] = []
     blocked: set[tuple[str, str]] = set()
     previous: Debtor | None = None
     check_ignore = not policy.ignore.empty
+    kinds, zone = policy.kinds, policy.zone
+    sqlite = conn.dialect.name == "sqlite"
 
     def flush() -> None:
         bulk_insert(conn, "stage_invoices", INVOICE_STAGE_COLUMNS, invoice_rows)
-        execute_many(conn, _DEBTOR_UPSERT, debtor_rows)
-        execute_many(conn, _VERSION_INSERT, version_rows)
+        bulk_insert(conn, "stage_debtor_versions", VERSION_STAGE_COLUMNS, version_rows)
         invoice_rows.clear()
-        debtor_rows.clear()
         version_rows.clear()
 
     for entry in snapshot.entries:
@@ -162,20 +165,40 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
             staged.ignored += 1
             continue
         total, open_ = to_cents(inv.amount_total), to_cents(inv.amount_open)
-        kind, kind_policy = decide_kind(total, open_, policy.kinds)
+        kind, kind_policy = decide_kind(total, open_, kinds)
         if kind_policy == "skip":
             blocked.add(("invoice", inv.number))
             staged.ignored += 1
             continue
-        invoice_rows.append(_invoice_row(conn, entry, total, open_, kind, kind_policy, policy.zone))
+        sent_at = None if inv.sent_at is None else _sent_at(inv.sent_at, zone)
+        invoice_rows.append(
+            (
+                entry.line,
+                inv.number,
+                inv.debtor_code,
+                inv.invoice_date.isoformat(),
+                inv.due_date.isoformat(),
+                total,
+                open_,
+                inv.currency,
+                inv.description,
+                inv.payment_condition,
+                inv.payment_reference,
+                inv.order_number,
+                sent_at.replace(tzinfo=None) if sqlite and sent_at else sent_at,
+                inv.document_filename,
+                kind,
+                kind_policy == "import_and_send",
+            )
+        )
         if debtor is not previous:
             previous = debtor
             values = tuple(getattr(debtor, f) for f in DEBTOR_DATA_FIELDS)
-            debtor_rows.append((debtor.code, entry.line, *values))
-            version_rows.append((debtor.code, hash(values), entry.line))
+            version_rows.append((debtor.code, entry.line, hash(values), *values))
         if len(invoice_rows) >= CHUNK:
             flush()
     flush()
+    conn.exec_driver_sql(_LAST_VERSIONS)
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
     staged.problems.extend(_duplicate_numbers(conn, blocked))
@@ -184,32 +207,12 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
         "DELETE FROM stage_invoices WHERE number IN (SELECT key FROM stage_blocked WHERE kind = 'invoice')"
     )
     conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
+    # PostgreSQL's autovacuum never analyses temporary tables: without statistics it plans the joins of
+    # reconcile as if the stage were empty (nested loops over a million rows).
+    for table in ("stage_invoices", "stage_debtors", "stage_debtor_versions", "stage_blocked"):
+        conn.exec_driver_sql(f"ANALYZE {table}")
     staged.problems.extend(_debtor_conflicts(conn))
     return staged
-
-
-def _invoice_row(
-    conn: Connection, entry: Entry, total: int, open_: int, kind: str, kind_policy: str, zone: ZoneInfo
-) -> tuple[Any, ...]:
-    inv = entry.invoice
-    return (
-        entry.line,
-        inv.number,
-        inv.debtor_code,
-        inv.invoice_date,
-        inv.due_date,
-        total,
-        open_,
-        inv.currency,
-        inv.description,
-        inv.payment_condition,
-        inv.payment_reference,
-        inv.order_number,
-        driver_datetime(conn, _sent_at(inv.sent_at, zone)),
-        inv.document_filename,
-        kind,
-        kind_policy == "import_and_send",
-    )
 
 
 def _duplicate_numbers(conn: Connection, blocked: set[tuple[str, str]]) -> Iterable[Problem]:
@@ -236,8 +239,8 @@ def _duplicate_numbers(conn: Connection, blocked: set[tuple[str, str]]) -> Itera
 
 def _debtor_conflicts(conn: Connection) -> Iterable[Problem]:
     rows = conn.exec_driver_sql(
-        "SELECT v.code, MIN(v.line), d.line FROM stage_debtor_versions v "
-        "JOIN stage_debtors d ON d.code = v.code GROUP BY v.code, d.line HAVING COUNT(*) > 1 ORDER BY d.line"
+        "SELECT v.code, MIN(v.line), d.line FROM stage_debtor_versions v JOIN stage_debtors d ON d.code = v.code "
+        "GROUP BY v.code, d.line HAVING COUNT(DISTINCT v.fingerprint) > 1 ORDER BY d.line"
     ).all()
     for code, first, last in rows:
         yield warning(

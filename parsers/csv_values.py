@@ -127,8 +127,8 @@ SIMPLE_AMOUNT = re.compile(r"(?:-(?=[\d.,]*[1-9]))?\d{1,15}(?:[.,]\d{1,2})?", re
 
 # The grouped forms with two decimals ("1.234,56", "-1,234.56"); the head group has no leading zero, so
 # the value is never zero (no negative zero).
-_GROUPED_COMMA_DECIMAL = re.compile(r"(-?)([1-9]\d{0,2}(?:\.\d{3})+),(\d{1,2})", re.ASCII)
-_GROUPED_POINT_DECIMAL = re.compile(r"(-?)([1-9]\d{0,2}(?:,\d{3})+)\.(\d{1,2})", re.ASCII)
+_GROUPED_COMMA_DECIMAL = re.compile(r"-?[1-9]\d{0,2}(?:\.\d{3}){1,4},\d{1,2}", re.ASCII)
+_GROUPED_POINT_DECIMAL = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3}){1,4}\.\d{1,2}", re.ASCII)
 
 _AMOUNT_SHAPE = re.compile(
     r"""
@@ -198,11 +198,10 @@ def parse_amount(text: str) -> Decimal:
     s = text.strip()
     if SIMPLE_AMOUNT.fullmatch(s):
         return Decimal(s.replace(",", "."))
-    grouped = _GROUPED_COMMA_DECIMAL.fullmatch(s) or _GROUPED_POINT_DECIMAL.fullmatch(s)
-    if grouped:
-        integer = grouped[2].replace(".", "").replace(",", "")
-        if len(integer) <= MAX_INTEGER_DIGITS:
-            return Decimal(f"{grouped[1]}{integer}.{grouped[3]}")
+    if _GROUPED_COMMA_DECIMAL.fullmatch(s):
+        return Decimal(s.replace(".", "").replace(",", "."))
+    if _GROUPED_POINT_DECIMAL.fullmatch(s):
+        return Decimal(s.replace(",", ""))
     m = _AMOUNT_SHAPE.fullmatch(s.replace("\xa0", " ").replace("\u202f", " "))
     if m is None:
         raise InvalidValue("invalid_amount", "is not an amount")

@@ -367,7 +367,7 @@ class _Layout:
             elif name in index:
                 first = header[index[name]].strip()
                 problems.append(
-                    error("duplicate_column", f"columns {first!r} and {raw.strip()!r} both mean {name}", line, name)
+                    error("duplicate_column", f"columns {first!r} and {raw.strip()!r} both mean {name}", None, name)
                 )
             else:
                 index[name] = position
@@ -380,7 +380,7 @@ class _Layout:
                 error(
                     "missing_column",
                     f"required column {col.name} is missing (accepted names: {col.accepted_names()})",
-                    line,
+                    None,  # a file error (CONTRACT.md: file-level errors have "row": null)
                     col.name,
                 )
             )
@@ -388,7 +388,7 @@ class _Layout:
             if not any(c in index for c in group.columns):
                 names = "; or ".join(f"{c} ({spec.by_name[c].accepted_names()})" for c in group.columns)
                 problems.append(
-                    error("missing_column", f"one of these columns is required: {names}", line, group.columns[0])
+                    error("missing_column", f"one of these columns is required: {names}", None, group.columns[0])
                 )
         if problems:
             raise RejectFile(problems)
@@ -397,7 +397,7 @@ class _Layout:
             listed = ", ".join(repr(u) for u in dict.fromkeys(unknown))
             notices.append(notice("unknown_columns", f"ignored unknown columns: {listed}", line))
         named = [i for i, raw in enumerate(header) if normalise_header(raw)]
-        return cls(len(header), named[-1] + 1, index, notices)
+        return cls(len(header), named[-1] + 1 if named else 0, index, notices)
 
     def position(self, name: str) -> int:
         return self.index.get(name, self.width)
@@ -953,12 +953,12 @@ class _RowParser:
                 total,
                 open_,
                 currency,
-                description.strip() or None,
-                condition.strip() or None,
-                reference.strip() or None,
-                order_number.strip() or None,
+                (description.strip() or None) if description else None,
+                (condition.strip() or None) if condition else None,
+                (reference.strip() or None) if reference else None,
+                (order_number.strip() or None) if order_number else None,
                 sent,
-                document.strip() or None,
+                (document.strip() or None) if document else None,
             )
             entry = make_entry(line, debtor, invoice)
             if retag:
