@@ -1,7 +1,8 @@
 """payt-csv: a streaming reader for open-items CSV files (FORMATS.md §1) -> Snapshot.
 
 ``parse_payt_csv`` does the file-level work eagerly (encoding pre-scan, header, column mapping) and raises
-``RejectFile`` for anything that rejects the whole file. It returns a Snapshot whose ``entries`` is a
+``RejectFile`` for anything that rejects the whole file (its problems have ``row`` None, as file-level
+errors do in CONTRACT.md; the message names the line where there is one). It returns a Snapshot whose ``entries`` is a
 generator: rows are read, validated and turned into ``Entry`` objects only while it is consumed, in
 bounded memory. Row problems, blocked keys and the row count are filled in as it goes; a file error
 found mid-stream (a broken quote, a record over the size limit) is raised from the generator.
@@ -224,7 +225,7 @@ def _detect_encoding(source: BinaryIO) -> tuple[str, list[Problem]]:
     if bad is not None:
         if bad.reason == "NUL":
             line = _line_at(source, encoding, bad.char_offset)
-            raise RejectFile([error("nul_byte", f"line {line} contains a NUL byte: not a text file", line)])
+            raise RejectFile([error("nul_byte", f"line {line} contains a NUL byte: not a text file")])
         raise RejectFile([error("not_decodable", f"the file is not valid {encoding}: byte offset {bad.byte_offset}")])
     return encoding, problems
 
@@ -254,7 +255,6 @@ def _too_long(line: int) -> RejectFile:
             error(
                 "record_too_long",
                 f"the record starting on line {line} is longer than {MAX_RECORD_CHARS} characters (an unclosed quote?)",
-                line,
             )
         ]
     )
@@ -266,7 +266,7 @@ def _csv_reject(exc: csv.Error, line: int) -> RejectFile:
         code, message = "field_too_large", f"{message} (an unclosed quote?)"
     else:
         code = "malformed_csv"
-    return RejectFile([error(code, f"the record starting on line {line}: {message}", line)])
+    return RejectFile([error(code, f"the record starting on line {line}: {message}")])
 
 
 class _Reader:
@@ -323,7 +323,7 @@ class _Reader:
         except csv.Error as exc:
             raise _csv_reject(exc, number) from None
         except StopIteration:  # the pending line is always there; kept for completeness
-            raise RejectFile([error("malformed_csv", f"line {number}: no record", number)]) from None
+            raise RejectFile([error("malformed_csv", f"line {number}: no record")]) from None
 
     def _continuation(self) -> Iterator[str]:
         while True:

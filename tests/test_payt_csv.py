@@ -668,11 +668,17 @@ def test_undecodable_files(data: bytes, code: str) -> None:
     assert [c for _, _, c in rejected(data)] == [code]
 
 
-def test_nul_bytes_are_a_file_error_with_the_line() -> None:
+def test_nul_bytes_are_a_file_error_that_names_the_line() -> None:
     data = csv_text([VALUES, row(debtor_company_name="A\x00B")]).encode()
-    assert rejected(data) == [(3, None, "nul_byte")]
+    with pytest.raises(RejectFile) as info:
+        parse(data)
+    assert [(p.row, p.code, p.message) for p in info.value.problems] == [
+        (None, "nul_byte", "line 3 contains a NUL byte: not a text file")
+    ]
     data = codecs.BOM_UTF16_LE + csv_text([VALUES, VALUES, row(debtor_company_name="A\x00B")]).encode("utf-16-le")
-    assert rejected(data) == [(4, None, "nul_byte")]
+    with pytest.raises(RejectFile) as info:
+        parse(data)
+    assert info.value.problems[0].message.startswith("line 4 ")
 
 
 def test_mid_stream_csv_errors_are_raised_from_the_iterator() -> None:
@@ -683,13 +689,14 @@ def test_mid_stream_csv_errors_are_raised_from_the_iterator() -> None:
     assert next(iterator).line == 3
     with pytest.raises(RejectFile) as info:
         next(iterator)
-    assert [(p.row, p.code) for p in info.value.problems] == [(4, "malformed_csv")]
-    assert rejected(good + '1;"ab"cd;3\n') == [(4, None, "malformed_csv")]
+    assert [(p.row, p.code) for p in info.value.problems] == [(None, "malformed_csv")]
+    assert "line 4" in info.value.problems[0].message
+    assert rejected(good + '1;"ab"cd;3\n') == [(None, None, "malformed_csv")]
 
 
 def test_a_field_over_the_csv_field_limit_is_a_file_error() -> None:
     big = '"' + "x" * 200_000 + '"'
-    assert rejected(csv_text([VALUES]) + ";".join([*VALUES[:-1], big]) + "\n") == [(3, None, "field_too_large")]
+    assert rejected(csv_text([VALUES]) + ";".join([*VALUES[:-1], big]) + "\n") == [(None, None, "field_too_large")]
 
 
 def test_an_unquoted_long_field_is_a_row_error() -> None:
@@ -713,17 +720,18 @@ def test_a_huge_line_is_rejected_without_being_held(tmp_path: Path) -> None:
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert [(p.row, p.code) for p in info.value.problems] == [(3, "record_too_long")]
+    assert [(p.row, p.code) for p in info.value.problems] == [(None, "record_too_long")]
+    assert "line 3" in info.value.problems[0].message
     assert peak < 16 * MAX_RECORD_CHARS, peak  # a small multiple of the record limit, not the 40 MiB line
 
 
 def test_an_unclosed_quote_on_a_huge_file_is_rejected_at_the_record_limit() -> None:
     lines = "".join(f"{n};x\n" for n in range(MAX_RECORD_CHARS // 4))
     data = csv_text([VALUES]) + '1;"unclosed\n' + lines
-    assert rejected(data) == [(3, None, "field_too_large")]  # the csv module's own field limit comes first
+    assert rejected(data) == [(None, None, "field_too_large")]  # the csv module's own field limit comes first
     previous = csv.field_size_limit(100 * MAX_RECORD_CHARS)
     try:
-        assert rejected(data) == [(3, None, "record_too_long")]  # ours holds when that one is raised
+        assert rejected(data) == [(None, None, "record_too_long")]  # ours holds when that one is raised
     finally:
         csv.field_size_limit(previous)
 
