@@ -797,6 +797,19 @@ def test_debtors_are_validated_once_and_shared_but_differences_are_kept() -> Non
     assert debtors[4] is not debtors[0] and debtors[4].city == "Amsterdam"  # the conflict stays visible
 
 
+def test_the_debtor_cache_steps_aside_when_debtor_rows_are_consecutive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(payt_csv, "CACHE_PROBE", 8)
+    alternating = [row(invoice_number=str(n), debtor_code=str(n % 2)) for n in range(40)]
+    _, entries = parse(csv_text(alternating))
+    assert entries[0].debtor is entries[38].debtor  # the cache serves most debtor changes: kept
+    consecutive = [row(invoice_number=str(n), debtor_code=str(n // 2)) for n in range(40)]
+    consecutive.append(row(invoice_number="again", debtor_code="0"))
+    _, entries = parse(csv_text(consecutive))
+    assert entries[0].debtor is entries[1].debtor  # the previous row is always reused
+    assert entries[-1].debtor == entries[0].debtor
+    assert entries[-1].debtor is not entries[0].debtor  # validated anew: the cache was dropped
+
+
 def test_records_are_genuine_frozen_records() -> None:
     _, [entry] = parse(csv_text([VALUES]))
     for record, cls in ((entry, Entry), (entry.invoice, Invoice), (entry.debtor, Debtor)):
