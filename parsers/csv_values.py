@@ -422,8 +422,9 @@ def is_plausible_phone(text: str) -> bool:
     """Digits with the usual punctuation, an optional leading +, and 8 to 15 digits (E.164 allows 15;
     an international prefix 00 is not counted), not all the same digit."""
     s = text.strip()
-    if s.isascii() and s.isdigit() and not s.startswith("00"):  # the common case, "0301234567"
-        return 8 <= len(s) <= 15 and s.count(s[0]) != len(s)
+    compact = s.replace("-", "").replace(" ", "")
+    if compact.isascii() and compact.isdigit() and not compact.startswith("00"):  # "030-1234567"
+        return 8 <= len(compact) <= 15 and compact.count(compact[0]) != len(compact)
     if _PHONE_CHARS.fullmatch(s) is None:
         return False
     digits = _NOT_DIGITS.sub("", s)

@@ -535,7 +535,7 @@ class _CellsCheck:
                 if finding is not None:
                     found.append((i, finding))
         for positions, finding in self.one_of:
-            if list(map(values.__getitem__, positions)).count(None) == len(positions):
+            if all(values[p] is None for p in positions):
                 found.append((positions[0], finding))
         if len(found) > 1:
             found.sort(key=itemgetter(0))
