@@ -98,7 +98,7 @@ def parse_payt_csv(source: BinaryIO, options: CsvOptions) -> Snapshot:
     if owned:
         source = _spool(source)
     encoding, problems = _detect_encoding(source)
-    text = io.TextIOWrapper(source, encoding=encoding, errors="strict", newline="")
+    text = _TextLayer(source, encoding=encoding, errors="strict", newline="")
     reader = _Reader(text)
     try:
         header = _decoding(reader.header)
@@ -124,6 +124,15 @@ def _spool(source: IO[bytes]) -> BinaryIO:
     shutil.copyfileobj(source, copy, SCAN_CHUNK)
     copy.seek(0)
     return copy  # type: ignore[return-value]
+
+
+class _TextLayer(io.TextIOWrapper):
+    """The decoding layer over the caller's binary stream. Never closes that stream, not even when it is
+    garbage-collected with an entries iterator that was never started (the caller owns the stream)."""
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.detach()
 
 
 def _release(text: io.TextIOWrapper, close: bool = False) -> None:

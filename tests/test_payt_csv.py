@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import dataclasses
+import gc
 import io
 import json
 import tracemalloc
@@ -755,6 +756,11 @@ def test_the_callers_stream_stays_open() -> None:
     source = io.BytesIO(csv_text([VALUES]).encode())
     snapshot = parse_payt_csv(source, CsvOptions("ADM01"))
     assert len(list(snapshot.entries)) == 1
+    assert not source.closed
+    source.seek(0)
+    snapshot = parse_payt_csv(source, CsvOptions("ADM01"))
+    del snapshot  # never iterated
+    gc.collect()
     assert not source.closed
     source.seek(0)
     with pytest.raises(RejectFile):
