@@ -117,7 +117,7 @@ def cmd_ingest(ctx: Context) -> int:
     if not source.is_file():
         print(f"payt-gateway: {source}: no such file", file=sys.stderr)
         return 1
-    delivery = copy_into_claimed(ctx.config, ctx.args.administration, source)
+    delivery = copy_into_claimed(ctx.config, ctx.args.administration, source, ctx.app.clock())
     result = ctx.app.pipeline.process(delivery)
     ctx.emit(result.run, run_summary(result.run))
     return 0 if result.status == "performed" else 1
@@ -206,7 +206,9 @@ def _retry(ctx: Context, run_id: int) -> int:
         print(f"payt-gateway: run {run_id} is not a rejected or failed file", file=sys.stderr)
         return 1
     _admin(ctx, row.administration)
-    delivery = copy_into_claimed(ctx.config, row.administration, ctx.config.data_dir / row.archived_path)
+    delivery = copy_into_claimed(
+        ctx.config, row.administration, ctx.config.data_dir / row.archived_path, ctx.app.clock()
+    )
     delivery = type(delivery)(
         delivery.administration, row.file_name or delivery.original_name, delivery.path, trigger="retry"
     )

@@ -8,7 +8,7 @@ committed run at the next attempt and completes the archive move.
 
 from __future__ import annotations
 
-import os
+import secrets
 import shutil
 import time
 import traceback
@@ -28,6 +28,7 @@ from gateway.archive import archive_relpath, hash_stream, move_into_archive, wri
 from gateway.config import Administration, Config
 from gateway.errors import RejectFile, TransientError
 from gateway.ignore import IgnoreLists
+from gateway.intake import make_claimed_name
 from gateway.reconcile import Counts
 from gateway.records import Problem, Snapshot, error
 from gateway.runs import (
@@ -345,10 +346,11 @@ def newer_applied_run(conn: Connection, administration_id: int, run_id: int) -> 
     return None if found is None else int(found)
 
 
-def copy_into_claimed(config: Config, administration: str, source: Path) -> Delivery:
-    """For ``ingest`` and ``rejected retry``: copy a file into the private folder, then process it as delivered."""
+def copy_into_claimed(config: Config, administration: str, source: Path, now: datetime) -> Delivery:
+    """For ``ingest`` and ``rejected retry``: copy a file into the private folder under a claimed name (so a
+    daemon that finds it there after a crash processes it), then process it as delivered."""
     folder = config.claimed_dir / administration
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"ingest-{os.getpid()}-{time.monotonic_ns()}__{source.name}"
+    target = folder / make_claimed_name(now, secrets.token_hex(4), source.name)
     shutil.copyfile(source, target)
     return Delivery(administration, source.name, target)

@@ -44,9 +44,13 @@ def notice(code: str, message: str, row: int | None = None, column: str | None =
     return Problem(Severity.NOTICE, code, message, row, column)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Debtor:
-    """A debtor's contact data as the source delivers it. Empty optional fields are None."""
+    """A debtor's contact data as the source delivers it. Empty optional fields are None.
+
+    Debtor, Invoice and Entry are treated as immutable values but are not ``frozen``: a frozen dataclass
+    sets each field through ``object.__setattr__``, which costs a second per million rows in a parser.
+    """
 
     code: str
     company_name: str | None = None
@@ -74,7 +78,7 @@ class Debtor:
 DEBTOR_DATA_FIELDS: tuple[str, ...] = tuple(f for f in Debtor.__slots__ if f != "code")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invoice:
     """An open item: an invoice (positive total), credit note (negative) or zero-amount invoice."""
 
@@ -103,7 +107,7 @@ FROZEN_INVOICE_FIELDS: tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Entry:
     """One delivered row: the debtor and its invoice, with the line it came from."""
 

@@ -592,59 +592,6 @@ def _one_of_checks(groups: Iterable[OneOf], columns: tuple[ColumnSpec, ...]) -> 
     ]
 
 
-def _twin(cls: type[Any]) -> type[Any] | None:
-    """A mutable twin of a frozen, slotted dataclass, whose instances can be re-tagged as ``cls``.
-
-    A frozen dataclass's ``__init__`` sets every field through ``object.__setattr__`` (about 70 ns a
-    field, a microsecond for an Invoice: a second per million rows). The twin has the same fields and
-    ``__slots__`` without ``frozen``; an instance is built with plain slot stores and then re-tagged with
-    ``obj.__class__ = cls`` (CPython allows ``__class__`` assignment between classes of identical
-    layout). The result is a genuine, frozen, equal ``cls`` instance. Verified here once: when anything
-    differs (another layout, a ``__post_init__``, another interpreter), there is no twin (None).
-    """
-    params = getattr(cls, "__dataclass_params__", None)
-    if params is None or not params.frozen or hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
-        return None
-    fields = [
-        (f.name, f.type, dataclasses.field(default=f.default))
-        if f.default is not dataclasses.MISSING
-        else (f.name, f.type)
-        for f in dataclasses.fields(cls)
-    ]
-    twin = dataclasses.make_dataclass(f"_{cls.__name__}Twin", fields, slots=True, eq=False)
-    if getattr(twin, "__slots__", None) != cls.__slots__:
-        return None
-    try:
-        sample = [object() for _ in fields]
-        built = twin(*sample)
-        built.__class__ = cls
-        if type(built) is not cls or built != cls(*sample):
-            return None
-    except TypeError:
-        return None
-    return twin
-
-
-def _constructor(cls: type[T]) -> Callable[..., T]:
-    """``cls(...)``, through its twin when it has one (see ``_twin``)."""
-    twin = _twin(cls)
-    if twin is None:
-        return cls
-
-    def make(*args: Any, **kwargs: Any) -> T:
-        obj = twin(*args, **kwargs)
-        obj.__class__ = cls
-        return obj  # type: ignore[no-any-return]
-
-    return make
-
-
-_new_debtor = _constructor(Debtor)
-_new_invoice = _constructor(Invoice)
-_new_entry = _constructor(Entry)
-_INVOICE_TWIN = _twin(Invoice)
-_ENTRY_TWIN = _twin(Entry)
-
 # The invoice-side columns the fast path knows, in the order it unpacks them, with their record fields.
 _FAST_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("administration_code", "text", None),
@@ -769,7 +716,7 @@ class _RowParser:
             return None, tuple(found)
         if self.debtor_order is not None:
             values = [values[i] if i >= 0 else None for i in self.debtor_order]
-        return _new_debtor(*values), tuple(found)
+        return Debtor(*values), tuple(found)
 
     def check_invoice(self, row: list[str], debtor_code: str | None) -> tuple[Invoice | None, list[_Finding]]:
         cells = self.invoice_cells(row)
@@ -798,7 +745,7 @@ class _RowParser:
             found.append(_open_warning(open_, total))
         if debtor_code is None or any(f.severity is Severity.ERROR for f in found):
             return None, found
-        return _new_invoice(debtor_code=debtor_code, **fields), found
+        return Invoice(debtor_code=debtor_code, **fields), found
 
     def slow_row(self, row: list[str], line: int, debtor: Debtor | None) -> Entry | None:
         invoice, found = self.check_invoice(row, debtor.code if debtor is not None else None)
@@ -806,7 +753,7 @@ class _RowParser:
         if debtor is None or invoice is None:
             self.block(row)
             return None
-        return _new_entry(line, debtor, invoice)
+        return Entry(line, debtor, invoice)
 
     def odd_width(self, row: list[str], line: int) -> list[str] | None:
         """A record whose field count differs from the header's: blank, tolerable, or a row error."""
@@ -870,9 +817,6 @@ class _RowParser:
         cached_sent = sent_values.get
         new_date = _cached_parser(dates, lambda s: parse_date(s, date_order))
         new_sent = _cached_parser(sent_values, lambda s: parse_date_or_datetime(s, date_order))
-        retag = _INVOICE_TWIN is not None and _ENTRY_TWIN is not None
-        make_invoice: Callable[..., Invoice] = _INVOICE_TWIN if retag else Invoice  # type: ignore[assignment]
-        make_entry: Callable[..., Entry] = _ENTRY_TWIN if retag else Entry  # type: ignore[assignment]
         number = reader.number
         rows = 0
 
@@ -973,7 +917,7 @@ class _RowParser:
                 continue
             if not (open_ is total or 0 <= open_ <= total or total <= open_ <= 0):
                 report((_open_warning(open_, total),), line)
-            invoice = make_invoice(
+            invoice = Invoice(
                 invoice_number,
                 debtor.code,
                 invoice_date,
@@ -988,11 +932,7 @@ class _RowParser:
                 sent,
                 (document.strip() or None) if document else None,
             )
-            entry = make_entry(line, debtor, invoice)
-            if retag:
-                invoice.__class__ = Invoice
-                entry.__class__ = Entry
-            yield entry
+            yield Entry(line, debtor, invoice)
 
 
 def _cached_parser(cache: dict[str, Any], parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -56,6 +56,20 @@ def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[Engine]:  # typ
         drop_postgres_schema(schema)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database URL for a configuration file: the default SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield "sqlite:///gateway.db"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    postgres_engine(schema).dispose()
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        drop_postgres_schema(schema)
+
+
 @pytest.fixture
 def fixed_now() -> datetime:
     return datetime(2026, 3, 4, 14, 0, tzinfo=UTC)

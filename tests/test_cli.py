@@ -29,9 +29,13 @@ def rows(n: int, open_amount: str = "10.00", start: int = 0) -> list[str]:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def config(tmp_path: Path, database_url: str) -> Path:
+    """A data folder with one administration, on SQLite and on PostgreSQL."""
     cfg = tmp_path / "gateway.toml"
-    cfg.write_text('[gateway]\ndata_dir = "."\n[administrations.ACME]\nname = "Acme"\n', "utf-8")
+    cfg.write_text(
+        f'[gateway]\ndata_dir = "."\ndatabase_url = "{database_url}"\n[administrations.ACME]\nname = "Acme"\n',
+        "utf-8",
+    )
     return cfg
 
 
@@ -78,6 +82,7 @@ def test_validate_reports_every_problem_without_a_database(cli: Cli, tmp_path: P
         (5, "invoice_number", "duplicate_invoice_number"),
     ]
     assert not (tmp_path / "gateway.db").exists(), "validate never touches the database"
+    assert not (tmp_path / "archive").exists() and not (tmp_path / "claimed").exists()
     good = csv_file(tmp_path / "good.csv", rows(3))
     assert cli("validate", str(good))["valid"] is True
 

@@ -816,14 +816,12 @@ def test_the_debtor_cache_steps_aside_when_debtor_rows_are_consecutive(monkeypat
     assert entries[-1].debtor is not entries[0].debtor  # validated anew: the cache was dropped
 
 
-def test_records_are_genuine_frozen_records() -> None:
+def test_records_are_plain_records() -> None:
     _, [entry] = parse(csv_text([VALUES]))
     for record, cls in ((entry, Entry), (entry.invoice, Invoice), (entry.debtor, Debtor)):
         assert type(record) is cls
-        with pytest.raises(dataclasses.FrozenInstanceError):
-            setattr(record, dataclasses.fields(cls)[0].name, None)
         copy = cls(**{f.name: getattr(record, f.name) for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
-        assert record == copy and hash(record) == hash(copy)
+        assert record == copy
 
 
 def test_options_are_validated() -> None:
