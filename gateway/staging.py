@@ -23,7 +23,7 @@ from gateway.ignore import IgnoreLists
 from gateway.reconcile import decide_kind
 from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Problem, Snapshot, error, warning
 from gateway.store import bulk_insert
-from gateway.tables import UTCDateTime, debtor_columns
+from gateway.tables import debtor_columns, invoices
 
 CHUNK = 10_000
 stage_metadata = sa.MetaData()
@@ -46,25 +46,29 @@ stage_debtor_versions = sa.Table(
     *debtor_columns(),
     prefixes=["TEMPORARY"],
 )
+# The invoice fields a snapshot delivers, typed as in the invoices table.
+STAGED_INVOICE_FIELDS = (
+    "number",
+    "invoice_date",
+    "due_date",
+    "amount_total_cents",
+    "amount_open_cents",
+    "currency",
+    "description",
+    "payment_condition",
+    "payment_reference",
+    "order_number",
+    "sent_at",
+    "document_filename",
+    "kind",
+    "send",
+)
 stage_invoices = sa.Table(
     "stage_invoices",
     stage_metadata,
     sa.Column("line", sa.Integer, nullable=False),
-    sa.Column("number", sa.String(255), nullable=False),
     sa.Column("debtor_code", sa.String(255), nullable=False),
-    sa.Column("invoice_date", sa.Date, nullable=False),
-    sa.Column("due_date", sa.Date, nullable=False),
-    sa.Column("amount_total_cents", sa.BigInteger, nullable=False),
-    sa.Column("amount_open_cents", sa.BigInteger, nullable=False),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("description", sa.String(255)),
-    sa.Column("payment_condition", sa.String(255)),
-    sa.Column("payment_reference", sa.String(255)),
-    sa.Column("order_number", sa.String(255)),
-    sa.Column("sent_at", UTCDateTime),
-    sa.Column("document_filename", sa.String(255)),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("send", sa.Boolean, nullable=False),
+    *(invoices.c[name]._copy() for name in STAGED_INVOICE_FIELDS),
     prefixes=["TEMPORARY"],
 )
 stage_blocked = sa.Table(
@@ -174,8 +178,8 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
         invoice_rows.append(
             (
                 entry.line,
-                inv.number,
                 inv.debtor_code,
+                inv.number,
                 inv.invoice_date.isoformat(),
                 inv.due_date.isoformat(),
                 total,
