@@ -203,18 +203,20 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
             flush()
     flush()
     conn.exec_driver_sql(_LAST_VERSIONS)
+    conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
     staged.problems.extend(_duplicate_numbers(conn, blocked))
     bulk_insert(conn, "stage_blocked", ["kind", "key"], sorted(blocked))
-    conn.exec_driver_sql(
-        "DELETE FROM stage_invoices WHERE number IN (SELECT key FROM stage_blocked WHERE kind = 'invoice')"
-    )
-    conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
-    # PostgreSQL's autovacuum never analyses temporary tables: without statistics it plans the joins of
-    # reconcile as if the stage were empty (nested loops over a million rows).
-    for table in ("stage_invoices", "stage_debtors", "stage_debtor_versions", "stage_blocked"):
-        conn.exec_driver_sql(f"ANALYZE {table}")
+    if any(kind == "invoice" for kind, _ in blocked):
+        conn.exec_driver_sql(
+            "DELETE FROM stage_invoices WHERE number IN (SELECT key FROM stage_blocked WHERE kind = 'invoice')"
+        )
+    if not sqlite:
+        # PostgreSQL's autovacuum never analyses temporary tables: without statistics it plans the joins of
+        # reconcile as if the stage were empty (nested loops over a million rows).
+        for table in ("stage_invoices", "stage_debtors", "stage_debtor_versions", "stage_blocked"):
+            conn.exec_driver_sql(f"ANALYZE {table}")
     staged.problems.extend(_debtor_conflicts(conn))
     return staged
 
