@@ -202,23 +202,28 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
         if len(invoice_rows) >= CHUNK:
             flush()
     flush()
-    conn.exec_driver_sql(_LAST_VERSIONS)
     conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
+    _analyze(conn, "stage_invoices", "stage_debtor_versions")
+    conn.exec_driver_sql(_LAST_VERSIONS)
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
     staged.problems.extend(_duplicate_numbers(conn, blocked))
     bulk_insert(conn, "stage_blocked", ["kind", "key"], sorted(blocked))
+    _analyze(conn, "stage_debtors", "stage_blocked")
     if any(kind == "invoice" for kind, _ in blocked):
         conn.exec_driver_sql(
             "DELETE FROM stage_invoices WHERE number IN (SELECT key FROM stage_blocked WHERE kind = 'invoice')"
         )
-    if not sqlite:
-        # PostgreSQL's autovacuum never analyses temporary tables: without statistics it plans the joins of
-        # reconcile as if the stage were empty (nested loops over a million rows).
-        for table in ("stage_invoices", "stage_debtors", "stage_debtor_versions", "stage_blocked"):
-            conn.exec_driver_sql(f"ANALYZE {table}")
     staged.problems.extend(_debtor_conflicts(conn))
     return staged
+
+
+def _analyze(conn: Connection, *tables: str) -> None:
+    """PostgreSQL's autovacuum never analyses temporary tables: without statistics it plans the joins over
+    the stage as if it were empty (nested loops over a million rows). SQLite plans well without them."""
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def _duplicate_numbers(conn: Connection, blocked: set[tuple[str, str]]) -> Iterable[Problem]:
