@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.config import GuardSettings
@@ -26,7 +27,7 @@ from gateway.reconcile import (
     decide_invoice_update,
 )
 from gateway.records import DEBTOR_DATA_FIELDS, Problem
-from gateway.staging import stage_blocked, stage_closures, stage_debtors, stage_invoices
+from gateway.staging import analyze, stage_blocked, stage_closures, stage_debtors, stage_invoices
 from gateway.store import bulk_insert, driver_datetime, execute_many
 from gateway.tables import debtors, invoices, payments
 
@@ -61,6 +62,7 @@ def reconcile_staged(
 ) -> Applied:
     """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release)."""
     counts = Counts(rows=rows)
+    analyze(conn, "invoices", "debtors")
     to_close = _stage_closures(conn, ctx, ignore)
     if guards is not None:
         open_count = conn.execute(
@@ -74,6 +76,8 @@ def reconcile_staged(
         if reason:
             return Applied(counts, held=reason)
     counts.debtors_created = _insert_new_debtors(conn, ctx)
+    if counts.debtors_created:
+        analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
     counts.debtors_updated = _update_debtors(conn, ctx)
     problems = _update_invoices(conn, ctx, counts)
     counts.invoices_created = _insert_new_invoices(conn, ctx)
@@ -107,8 +111,16 @@ def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> i
         total += len(keep)
 
 
-def _rowcount(conn: Connection, statement: sa.Executable) -> int:
-    """Rows an INSERT … SELECT wrote (SQLAlchemy keeps the count for INSERT only when asked to)."""
+def _insert_new(conn: Connection, table: sa.Table, columns: list[str], select: sa.Select[Any], key: list[str]) -> int:
+    """INSERT … SELECT of the rows whose key is not stored yet; the number inserted.
+
+    ``ON CONFLICT DO NOTHING`` rather than ``WHERE NOT EXISTS (SELECT … FROM table)``: an anti-join against
+    the table being filled is planned as a nested loop when its statistics say it is empty (PostgreSQL),
+    which turns a first import quadratic. (SQLite needs the SELECT's WHERE clause to parse the upsert.)
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(table).from_select(columns, select).on_conflict_do_nothing(index_elements=key)
+    # SQLAlchemy keeps the count of an INSERT only when asked to.
     return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
 
 
@@ -124,9 +136,9 @@ def _insert_new_debtors(conn: Connection, ctx: RunContext) -> int:
         *(s.c[f] for f in DEBTOR_DATA_FIELDS),
         sa.literal(ctx.run_id),
         sa.literal(ctx.run_id),
-    ).where(~sa.exists().where(debtors.c.administration_id == ctx.administration_id, debtors.c.code == s.c.code))
+    ).where(sa.true())
     columns = ["administration_id", "code", *DEBTOR_DATA_FIELDS, "created_run_id", "updated_run_id"]
-    return _rowcount(conn, debtors.insert().from_select(columns, select))
+    return _insert_new(conn, debtors, columns, select, ["administration_id", "code"])
 
 
 def _update_debtors(conn: Connection, ctx: RunContext) -> int:
@@ -159,7 +171,7 @@ def _insert_new_invoices(conn: Connection, ctx: RunContext) -> int:
             sa.literal(ctx.run_id),
         )
         .select_from(s.join(d, sa.and_(d.c.administration_id == ctx.administration_id, d.c.code == s.c.debtor_code)))
-        .where(~sa.exists().where(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number))
+        .where(sa.true())
     )
     columns = [
         "administration_id",
@@ -171,7 +183,7 @@ def _insert_new_invoices(conn: Connection, ctx: RunContext) -> int:
         "created_run_id",
         "updated_run_id",
     ]
-    return _rowcount(conn, i.insert().from_select(columns, select))
+    return _insert_new(conn, i, columns, select, ["administration_id", "number"])
 
 
 _UPDATE_INVOICE = (

@@ -203,13 +203,13 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
             flush()
     flush()
     conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
-    _analyze(conn, "stage_invoices", "stage_debtor_versions")
+    analyze(conn, "stage_invoices", "stage_debtor_versions")
     conn.exec_driver_sql(_LAST_VERSIONS)
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
     staged.problems.extend(_duplicate_numbers(conn, blocked))
     bulk_insert(conn, "stage_blocked", ["kind", "key"], sorted(blocked))
-    _analyze(conn, "stage_debtors", "stage_blocked")
+    analyze(conn, "stage_debtors", "stage_blocked")
     if any(kind == "invoice" for kind, _ in blocked):
         conn.exec_driver_sql(
             "DELETE FROM stage_invoices WHERE number IN (SELECT key FROM stage_blocked WHERE kind = 'invoice')"
@@ -218,9 +218,10 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
     return staged
 
 
-def _analyze(conn: Connection, *tables: str) -> None:
-    """PostgreSQL's autovacuum never analyses temporary tables: without statistics it plans the joins over
-    the stage as if it were empty (nested loops over a million rows). SQLite plans well without them."""
+def analyze(conn: Connection, *tables: str) -> None:
+    """Fresh planner statistics on PostgreSQL. Its autovacuum never analyses temporary tables, and analyses
+    the business tables only a while after a large import; without statistics it plans the joins of
+    reconcile as if the tables were empty (nested loops over a million rows). SQLite plans well without."""
     if conn.dialect.name == "postgresql":
         for table in tables:
             conn.exec_driver_sql(f"ANALYZE {table}")
