@@ -48,10 +48,18 @@ class Context:
             print(human)
 
 
-def clock_from(now: str | None, config: Config) -> Callable[[], datetime]:
-    if not now:
+def parse_now(text: str) -> datetime:
+    """``--now``: an ISO 8601 time; argparse turns a bad one into a usage error (exit 2)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+
+
+def clock_from(moment: datetime | None, config: Config) -> Callable[[], datetime]:
+    """The fixed clock of ``--now`` (a time without offset is in the gateway's zone), else the system clock."""
+    if moment is None:
         return system_clock
-    moment = datetime.fromisoformat(now)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(config.timezone))
     return fixed_clock(moment)
@@ -207,10 +215,12 @@ def _retry(ctx: Context, run_id: int) -> int:
         return 1
     _admin(ctx, row.administration)
     delivery = copy_into_claimed(
-        ctx.config, row.administration, ctx.config.data_dir / row.archived_path, ctx.app.clock()
-    )
-    delivery = type(delivery)(
-        delivery.administration, row.file_name or delivery.original_name, delivery.path, trigger="retry"
+        ctx.config,
+        row.administration,
+        ctx.config.data_dir / row.archived_path,
+        ctx.app.clock(),
+        name=row.file_name,
+        trigger="retry",
     )
     result = ctx.app.pipeline.process(delivery)
     ctx.emit(result.run, run_summary(result.run))
@@ -261,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help="configuration file (default: $PAYT_GATEWAY_CONFIG, ./gateway.toml, else the built-in embedded default)",
     )
-    parser.add_argument("--now", help="act as if this is the current time (ISO 8601; no offset = gateway zone)")
+    parser.add_argument(
+        "--now", type=parse_now, help="act as if this is the current time (ISO 8601; no offset = gateway zone)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -301,13 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage errors, --help and --version: argparse has printed what to say
+        return exc.code if isinstance(exc.code, int) else 2
     daemon = args.command == "run"
     configure_logging(sys.stdout if daemon else sys.stderr)
     try:
         config = load_config(args.config)
-        if args.now:
-            clock_from(args.now, config)
         code = int(args.func(Context(args, config)))
     except ConfigError as exc:
         if args.json and args.command == "check-config":
@@ -316,11 +329,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"payt-gateway: configuration error: {problem}", file=sys.stderr)
         return EX_CONFIG
-    except ValueError as exc:
-        if args.now and "isoformat" in str(exc):
-            print(f"payt-gateway: --now: not an ISO 8601 time: {args.now}", file=sys.stderr)
-            return 2
-        raise
     except LookupError as exc:
         print(f"payt-gateway: {exc.args[0]}", file=sys.stderr)
         return 1

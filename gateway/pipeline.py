@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
@@ -35,13 +34,14 @@ from gateway.runs import (
     ensure_file,
     find_prior_run,
     finish_run,
+    finish_run_status,
     get_run,
+    newer_applied_run,
     run_as_dict,
     start_run,
 )
 from gateway.staging import StagePolicy, drop_stage, stage_snapshot
 from gateway.store import ensure_administration, transaction
-from gateway.tables import import_runs
 
 ParseFn = Callable[[BinaryIO, Administration], Snapshot]
 OpenFn = Callable[[Path], BinaryIO]
@@ -105,7 +105,22 @@ class Pipeline:
 
     def release(self, run_id: int) -> RunResult:
         """Apply a held snapshot exactly as if it had just arrived, without the guards."""
-        return self._reapply(run_id, guards_enabled=False)
+        now = self.clock()
+        with transaction(self.engine) as conn:
+            row = self._held_run(conn, run_id)
+            newer = newer_applied_run(conn, row.administration_id, run_id)
+            if newer is not None:
+                raise LookupError(
+                    f"run {newer} of {row.administration} was applied after run {run_id}; releasing this older "
+                    "snapshot would undo it. Discard it instead."
+                )
+            admin = self.config.administrations.get(row.administration)
+            if admin is None:
+                raise LookupError(f"administration {row.administration} is no longer configured")
+            ctx = RunContext(row.administration_id, run_id, now, now.astimezone(admin_zone(admin)).date())
+            with self.open_file(self.config.data_dir / row.archived_path) as stream:
+                self._apply(conn, ctx, admin, stream, guards_enabled=False, relpath=None)
+        return self._result(run_id)
 
     def discard(self, run_id: int) -> RunResult:
         now = self.clock()
@@ -229,30 +244,12 @@ class Pipeline:
         drop_stage(conn)
         return status
 
-    def _reapply(self, run_id: int, guards_enabled: bool) -> RunResult:
-        now = self.clock()
-        with transaction(self.engine) as conn:
-            row = self._held_run(conn, run_id)
-            admin = self.config.administrations.get(row.administration)
-            if admin is None:
-                raise LookupError(f"administration {row.administration} is no longer configured")
-            ctx = RunContext(row.administration_id, run_id, now, now.astimezone(admin_zone(admin)).date())
-            with self.open_file(self.config.data_dir / row.archived_path) as stream:
-                self._apply(conn, ctx, admin, stream, guards_enabled=guards_enabled, relpath=None)
-        return self._result(run_id)
-
     def _held_run(self, conn: Connection, run_id: int) -> Any:
         row = get_run(conn, run_id)
         if row is None:
             raise LookupError(f"there is no import run {run_id}")
         if row.status != "held":
             raise LookupError(f"run {run_id} is {row.status}, not held")
-        newer = newer_applied_run(conn, row.administration_id, run_id)
-        if newer is not None:
-            raise LookupError(
-                f"run {newer} of {row.administration} was applied after run {run_id}; releasing this older "
-                "snapshot would undo it. Discard it instead."
-            )
         return row
 
     # -- endings ------------------------------------------------------------------------------------------
@@ -329,28 +326,13 @@ def admin_zone(admin: Administration) -> ZoneInfo:
     return ZoneInfo(admin.timezone)
 
 
-def finish_run_status(conn: Connection, run_id: int, status: str, now: datetime, reason: str) -> None:
-    conn.execute(
-        import_runs.update().where(import_runs.c.id == run_id).values(status=status, finished_at=now, reason=reason)
-    )
-
-
-def newer_applied_run(conn: Connection, administration_id: int, run_id: int) -> int | None:
-    found = conn.execute(
-        sa.select(sa.func.max(import_runs.c.id)).where(
-            import_runs.c.administration_id == administration_id,
-            import_runs.c.id > run_id,
-            import_runs.c.status == "performed",
-        )
-    ).scalar()
-    return None if found is None else int(found)
-
-
-def copy_into_claimed(config: Config, administration: str, source: Path, now: datetime) -> Delivery:
+def copy_into_claimed(
+    config: Config, administration: str, source: Path, now: datetime, name: str | None = None, trigger: str = "delivery"
+) -> Delivery:
     """For ``ingest`` and ``rejected retry``: copy a file into the private folder under a claimed name (so a
     daemon that finds it there after a crash processes it), then process it as delivered."""
     folder = config.claimed_dir / administration
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / make_claimed_name(now, secrets.token_hex(4), source.name)
     shutil.copyfile(source, target)
-    return Delivery(administration, source.name, target)
+    return Delivery(administration, name or source.name, target, trigger)

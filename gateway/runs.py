@@ -205,3 +205,20 @@ def list_runs(
     if statuses:
         query = query.where(import_runs.c.status.in_(tuple(statuses)))
     return list(conn.execute(query.order_by(import_runs.c.started_at.desc(), import_runs.c.id.desc())))
+
+
+def finish_run_status(conn: Connection, run_id: int, status: str, now: datetime, reason: str) -> None:
+    conn.execute(
+        import_runs.update().where(import_runs.c.id == run_id).values(status=status, finished_at=now, reason=reason)
+    )
+
+
+def newer_applied_run(conn: Connection, administration_id: int, run_id: int) -> int | None:
+    found = conn.execute(
+        sa.select(sa.func.max(import_runs.c.id)).where(
+            import_runs.c.administration_id == administration_id,
+            import_runs.c.id > run_id,
+            import_runs.c.status == "performed",
+        )
+    ).scalar()
+    return None if found is None else int(found)

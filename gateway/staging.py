@@ -22,7 +22,7 @@ from gateway.config import KindSettings
 from gateway.ignore import IgnoreLists
 from gateway.reconcile import decide_kind
 from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Problem, Snapshot, error, warning
-from gateway.store import bulk_insert
+from gateway.store import bulk_insert, driver_datetime
 from gateway.tables import debtor_columns, invoices
 
 CHUNK = 10_000
@@ -154,7 +154,6 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
     previous: Debtor | None = None
     check_ignore = not policy.ignore.empty
     kinds, zone = policy.kinds, policy.zone
-    sqlite = conn.dialect.name == "sqlite"
 
     def flush() -> None:
         bulk_insert(conn, "stage_invoices", INVOICE_STAGE_COLUMNS, invoice_rows)
@@ -189,7 +188,7 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
                 inv.payment_condition,
                 inv.payment_reference,
                 inv.order_number,
-                sent_at.replace(tzinfo=None) if sqlite and sent_at else sent_at,
+                driver_datetime(conn, sent_at),
                 inv.document_filename,
                 kind,
                 kind_policy == "import_and_send",

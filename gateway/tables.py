@@ -92,7 +92,6 @@ files = sa.Table(
     sa.UniqueConstraint("administration_id", "sha256", name="uq_files_administration_sha256"),
 )
 
-RUN_STATUSES = ("in_progress", "performed", "rejected", "held", "duplicate", "failed", "discarded")
 COUNT_NAMES = (
     "rows",
     "debtors_created",
@@ -150,8 +149,6 @@ debtors = sa.Table(
     sa.Column("updated_run_id", sa.Integer, nullable=False),
     sa.UniqueConstraint("administration_id", "code", name="uq_debtors_administration_code"),
 )
-
-INVOICE_KINDS = ("invoice", "credit_note", "zero_amount", "prepaid")
 
 invoices = sa.Table(
     "invoices",

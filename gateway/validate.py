@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from gateway.config import Administration
 from gateway.errors import RejectFile
 from gateway.ignore import IgnoreLists
-from gateway.pipeline import ParseFn
+from gateway.pipeline import ParseFn, admin_zone
 from gateway.records import Problem, Severity
 from gateway.staging import StagePolicy, stage_snapshot
 from gateway.store import make_engine, transaction
@@ -29,7 +28,7 @@ def validate_file(path: Path, fmt: str, parse: ParseFn, admin: Administration) -
             engine = make_engine("sqlite://")
             try:
                 with transaction(engine) as conn:
-                    policy = StagePolicy(admin.kinds, IgnoreLists.from_settings(admin.ignore), ZoneInfo(admin.timezone))
+                    policy = StagePolicy(admin.kinds, IgnoreLists.from_settings(admin.ignore), admin_zone(admin))
                     staged = stage_snapshot(conn, snapshot, policy)
             finally:
                 engine.dispose()

@@ -139,6 +139,7 @@ def test_release_of_an_older_snapshot_is_refused(cli: Cli, tmp_path: Path) -> No
     held = cli("ingest", str(csv_file(tmp_path / "b.csv", rows(5))), "--administration", "ACME", code=1)
     cli("ingest", str(csv_file(tmp_path / "c.csv", rows(40, open_amount="5.00"))), "--administration", "ACME")
     cli("release", str(held["run_id"]), code=1)
+    assert cli("discard", str(held["run_id"]))["status"] == "discarded", "what the refusal advises must work"
 
 
 def test_unknown_administration_and_bad_now(cli: Cli, tmp_path: Path) -> None:
