@@ -69,6 +69,20 @@ class KindSettings:
 
 
 @dataclass(frozen=True)
+class DocumentSettings:
+    """How delivered PDFs are linked to invoices (DOMAIN.md §4).
+
+    ``pattern`` is a regular expression searched in the file name's stem; its group ``number`` (or, without
+    one, the whole match) is the invoice number. Empty: the stem must contain an invoice number, bounded by
+    the stem's ends or by characters that are not letters or digits. ``required``: an invoice without a
+    document is flagged "document missing" and is not sent.
+    """
+
+    pattern: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Administration:
     code: str
     name: str
@@ -85,6 +99,8 @@ class Administration:
     guards: GuardSettings = field(default_factory=GuardSettings)
     ignore: IgnoreSettings = field(default_factory=IgnoreSettings)
     kinds: KindSettings = field(default_factory=KindSettings)
+    documents: DocumentSettings = field(default_factory=DocumentSettings)
+    require_done_marker: bool = False
     connector: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -293,6 +309,27 @@ def _kinds(table: Mapping[str, Any], prefix: str, problems: list[str]) -> KindSe
     return s
 
 
+def _documents(table: Mapping[str, Any], prefix: str, problems: list[str]) -> DocumentSettings:
+    r = _Reader(table, prefix, problems)
+    d = DocumentSettings()
+    pattern = str(r.get("pattern", d.pattern, _regex_problem))
+    s = DocumentSettings(pattern=pattern, required=r.boolean("required", d.required))
+    r.finish()
+    return s
+
+
+def _regex_problem(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be a regular expression (a string)"
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        return f"is not a valid regular expression: {exc}"
+    if compiled.groups and "number" not in compiled.groupindex:
+        return "has groups but none named 'number' (use (?P<number>...) for the invoice number)"
+    return None
+
+
 def _administration(code: str, table: Mapping[str, Any], gateway_tz: str, problems: list[str]) -> Administration:
     prefix = f"administrations.{code}"
     if not ADMIN_CODE.match(code):
@@ -316,6 +353,8 @@ def _administration(code: str, table: Mapping[str, Any], gateway_tz: str, proble
         guards=_guards(r.table_of("guards"), f"{prefix}.guards", problems),
         ignore=_ignore(r.table_of("ignore"), f"{prefix}.ignore", problems),
         kinds=_kinds(r.table_of("kinds"), f"{prefix}.kinds", problems),
+        documents=_documents(r.table_of("documents"), f"{prefix}.documents", problems),
+        require_done_marker=r.boolean("require_done_marker", d.require_done_marker),
         connector=dict(r.table_of("connector")),
     )
     if source != "file" and not admin.connector:

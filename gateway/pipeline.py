@@ -42,10 +42,13 @@ from gateway.runs import (
 )
 from gateway.staging import StagePolicy, drop_stage, stage_snapshot
 from gateway.store import ensure_administration, transaction
+from parsers.detect import Kind, open_items_format, sniff
 
 ParseFn = Callable[[BinaryIO, Administration], Snapshot]
 OpenFn = Callable[[Path], BinaryIO]
 log = structlog.get_logger("gateway.pipeline")
+DOCUMENT_KINDS = (Kind.PDF, Kind.UBL)
+ARCHIVE_KINDS = (Kind.ZIP, Kind.GZIP)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ class Pipeline:
         try:
             with self.open_file(delivery.path) as stream:
                 sha256, size = hash_stream(stream)
-                result = self._process(delivery, admin, stream, sha256, size, now)
+                kind = sniff(stream)
+                result = self._process(delivery, admin, stream, sha256, size, kind, now)
         except OSError as exc:
             result = self._refuse(delivery, f"the file cannot be read safely: {exc.strerror or exc}", now)
         self._log(result, delivery, time.monotonic() - started)
@@ -138,6 +142,7 @@ class Pipeline:
         stream: BinaryIO,
         sha256: str,
         size: int,
+        kind: Kind,
         now: datetime,
     ) -> RunResult:
         with transaction(self.engine) as conn:
@@ -159,7 +164,7 @@ class Pipeline:
                 file_id=file_id,
                 file_name=delivery.original_name,
                 sha256=sha256,
-                fmt=admin.format,
+                fmt=kind.value if kind not in (Kind.UNKNOWN, Kind.UNKNOWN_XML) else admin.format,
                 status=status,
             )
         if prior is not None:
@@ -169,6 +174,8 @@ class Pipeline:
         relpath = archive_relpath("archived", admin.code, now, run_id, sha256, delivery.original_name)
         ctx = RunContext(admin_id, run_id, now, now.astimezone(admin_zone(admin)).date())
         try:
+            if kind in DOCUMENT_KINDS or kind in ARCHIVE_KINDS:
+                raise RejectFile([error("unsupported_file", f"{kind} files are not supported yet")])
             with transaction(self.engine) as conn:
                 status = self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
         except RejectFile as exc:
@@ -201,9 +208,10 @@ class Pipeline:
         relpath: str | None,
     ) -> str:
         """Parse, stage and reconcile inside ``conn``'s transaction, and finish the run row there too."""
-        parse = self.parsers.get(admin.format)
+        fmt = open_items_format(sniff(stream), admin.format)
+        parse = self.parsers.get(fmt)
         if parse is None:
-            raise RejectFile([error("unsupported_format", f"format {admin.format!r} is not supported")])
+            raise RejectFile([error("unsupported_format", f"format {fmt!r} is not supported")])
         snapshot = parse(stream, admin)
         if snapshot.administration_code not in (None, admin.code):
             raise RejectFile(
