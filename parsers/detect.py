@@ -65,7 +65,7 @@ def root_tag(head: bytes) -> str | None:
     try:
         parser.feed(head)
         for _event, element in parser.read_events():
-            return str(element.tag)
+            return str(getattr(element, "tag", "")) or None
     except etree.XMLSyntaxError:
         return None
     return None
