@@ -31,34 +31,33 @@ import io
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from operator import itemgetter
 from typing import IO, Any, BinaryIO, NamedTuple, TypeVar
 
 from gateway.errors import RejectFile
 from gateway.records import Debtor, Entry, Invoice, Problem, Severity, Snapshot, error, notice, warning
-from parsers.column_spec import ColumnSpec, CsvSpec, OneOf, load_spec, normalise_header
+from parsers.column_spec import CsvSpec, load_spec, normalise_header
 from parsers.csv_values import (
     COUNTRIES,
     CURRENCIES,
     DATE_ORDERS,
     SIMPLE_AMOUNT,
     InvalidValue,
-    is_plausible_phone,
-    is_plausible_vat_number,
-    is_valid_iban,
-    normalise_iban,
     parse_amount,
-    parse_bool,
-    parse_country,
-    parse_currency,
     parse_date,
     parse_date_or_datetime,
-    parse_email,
-    parse_language,
+)
+from parsers.row_checks import (
+    VALUE_CACHE_SIZE,
+    CellsCheck,
+    Finding,
+    cells_getter,
+    open_fits,
+    open_warning,
+    shown,
 )
 
 FORMAT = "payt-csv"
@@ -67,7 +66,6 @@ MAX_RECORD_CHARS = 1 << 20  # one record (all its physical lines) above this rej
 MAX_PROBLEMS_PER_CODE = 1000  # further problems of one code are counted, not listed
 DEBTOR_CACHE_SIZE = 32768  # validated debtors kept (two generations of half this), keyed by raw cells
 CACHE_PROBE = 4096  # after this many misses, a cache that served under 5 % of debtor changes is dropped
-VALUE_CACHE_SIZE = 8192  # parsed dates kept, keyed by their raw cell
 DELIMITERS = (";", "\t", ",")  # in order of preference when a header line has as many of each
 ADMINISTRATION_COLUMN = "administration_code"
 
@@ -418,180 +416,6 @@ class _Layout:
 
 # ---------------------------------------------------------------------------------------- validation
 
-
-class _Finding(NamedTuple):
-    severity: Severity
-    code: str
-    message: str
-    column: str | None
-
-
-_Checked = tuple[Any, _Finding | None]
-
-
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:37] + "...")
-
-
-_FEW_VALUES = frozenset({"bool", "country", "currency"})  # types with few distinct values: memoized
-
-
-def _memoized(convert: Callable[[str], _Checked]) -> Callable[[str], _Checked]:
-    memo: dict[str, _Checked] = {}
-
-    def cached(value: str) -> _Checked:
-        result = memo.get(value)
-        if result is None:
-            result = convert(value)
-            if len(memo) >= VALUE_CACHE_SIZE:
-                memo.clear()
-            memo[value] = result
-        return result
-
-    return cached
-
-
-def _converter(col: ColumnSpec, options: CsvOptions) -> Callable[[str], _Checked] | None:
-    """The check of a non-empty, trimmed cell of ``col``'s type; None for plain text."""
-    kind = col.type
-    if kind == "text":
-        return None
-    order = options.date_order
-    error_parsers: dict[str, Callable[[str], Any]] = {
-        "decimal": parse_amount,
-        "date": lambda v: parse_date(v, order),
-        "date_or_datetime": lambda v: parse_date_or_datetime(v, order),
-        "currency": parse_currency,
-        "country": parse_country,
-        "email": parse_email,
-        "bool": parse_bool,
-    }
-    if kind in error_parsers:
-        parse = error_parsers[kind]
-
-        def convert(value: str) -> _Checked:
-            try:
-                return parse(value), None
-            except InvalidValue as exc:
-                return None, _Finding(Severity.ERROR, exc.code, f"{col.label} {_shown(value)} {exc.reason}", col.name)
-
-        return _memoized(convert) if kind in _FEW_VALUES else convert
-    if kind == "language":
-
-        def language(value: str) -> _Checked:
-            try:
-                return parse_language(value), None
-            except InvalidValue as exc:
-                message = f"{col.label} {_shown(value)} {exc.reason}; it is left empty"
-                return None, _Finding(Severity.WARNING, exc.code, message, col.name)
-
-        return _memoized(language)
-    warning_checks: dict[str, tuple[Callable[[str], bool], str, str]] = {
-        "iban": (is_valid_iban, "invalid_iban", "is not a valid IBAN"),
-        "vat_number": (is_plausible_vat_number, "invalid_vat_number", "is not a valid VAT number (NL123456789B01)"),
-        "phone": (is_plausible_phone, "suspicious_phone", "does not look like a phone number"),
-    }
-    check, code, reason = warning_checks[kind]  # the spec loader admits only known types
-    normal: Callable[[str], str] = normalise_iban if kind == "iban" else str.strip
-
-    def plausible(value: str) -> _Checked:
-        if check(value):
-            return normal(value), None
-        return value, _Finding(Severity.WARNING, code, f"{col.label} {_shown(value)} {reason}", col.name)
-
-    return plausible
-
-
-class _ColumnCheck(NamedTuple):
-    col: ColumnSpec
-    empty: _Checked  # the result for an empty cell (a default, nothing, or "can't be blank")
-    too_long: _Finding
-    convert: Callable[[str], _Checked] | None
-
-
-class _CellsCheck:
-    """The checks of a fixed list of columns, applied to a tuple of raw cells -> (values, findings)."""
-
-    def __init__(self, columns: tuple[ColumnSpec, ...], options: CsvOptions, groups: Iterable[OneOf]):
-        self.one_of = _one_of_checks(groups, columns)
-        self.checks: list[_ColumnCheck] = []
-        for col in columns:
-            default = getattr(options, col.default_from) if col.default_from else None
-            blank = _Finding(Severity.ERROR, "required", f"{col.label} can't be blank", col.name)
-            empty: _Checked = (default, blank if default is None and col.required else None)
-            message = f"{col.label} is longer than {col.max_length} characters"
-            long = _Finding(Severity.ERROR, "too_long", message, col.name)
-            self.checks.append(_ColumnCheck(col, empty, long, _converter(col, options)))
-        self.shortest_limit = min((c.col.max_length for c in self.checks), default=0)
-        # No cell is over the limit when neither half of the cells adds up to more (two C-level sums are
-        # much cheaper than max(), which compares every length).
-        half = len(self.checks) // 2
-        self.halves = (_cells(range(half)), _cells(range(half, len(self.checks)))) if half else None
-        self.special_empty = [(i, c.empty) for i, c in enumerate(self.checks) if c.empty != (None, None)]
-        self.typed = [(i, c.convert) for i, c in enumerate(self.checks) if c.convert is not None]
-
-    def __call__(self, cells: tuple[str, ...]) -> tuple[list[Any], list[_Finding]]:
-        """Trim, empty -> None/default/"can't be blank", then the typed checks; in column order."""
-        limit = self.shortest_limit
-        halves = self.halves
-        if (
-            halves is None or sum(map(len, halves[0](cells))) > limit or sum(map(len, halves[1](cells))) > limit
-        ) and max(map(len, cells), default=0) > limit:
-            return self.one_by_one(cells)
-        values: list[Any] = [v.strip() or None for v in cells]
-        found: list[tuple[int, _Finding]] = []
-        for i, (default, finding) in self.special_empty:
-            if values[i] is None:
-                values[i] = default
-                if finding is not None:
-                    found.append((i, finding))
-        for i, convert in self.typed:
-            value = values[i]
-            if value is not None:
-                values[i], finding = convert(value)
-                if finding is not None:
-                    found.append((i, finding))
-        for positions, finding in self.one_of:
-            if all(values[p] is None for p in positions):
-                found.append((positions[0], finding))
-        if len(found) > 1:
-            found.sort(key=itemgetter(0))
-        return values, [f for _, f in found]
-
-    def one_by_one(self, cells: tuple[str, ...]) -> tuple[list[Any], list[_Finding]]:
-        """The same, a column at a time, with the length limits (taken only when a cell is long)."""
-        values: list[Any] = []
-        found: list[_Finding] = []
-        for check, raw in zip(self.checks, cells, strict=True):
-            value: Any = raw.strip()
-            finding: _Finding | None
-            if not value:
-                value, finding = check.empty
-            elif len(value) > check.col.max_length:
-                value, finding = None, check.too_long
-            elif check.convert is None:
-                finding = None
-            else:
-                value, finding = check.convert(value)
-            values.append(value)
-            if finding is not None:
-                found.append(finding)
-        for positions, finding in self.one_of:
-            if not any(cells[p].strip() for p in positions):
-                found.append(finding)
-        return values, found
-
-
-def _one_of_checks(groups: Iterable[OneOf], columns: tuple[ColumnSpec, ...]) -> list[tuple[list[int], _Finding]]:
-    """The required_one_of groups that lie inside ``columns``, as cell positions and the finding."""
-    names = [c.name for c in columns]
-    return [
-        ([names.index(c) for c in g.columns], _Finding(Severity.ERROR, "required", g.message, g.columns[0]))
-        for g in groups
-        if all(c in names for c in g.columns)
-    ]
-
-
 # The invoice-side columns the fast path knows, in the order it unpacks them, with their record fields.
 _FAST_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
     ("administration_code", "text", None),
@@ -623,28 +447,6 @@ class _Slow(Exception):
     """The fast path met something it does not handle: the row goes through the generic validation."""
 
 
-def _cells(positions: Iterable[int]) -> Callable[[Sequence[str]], tuple[str, ...]]:
-    """A C-level getter of the cells at ``positions``, always returning a tuple."""
-    wanted = tuple(positions)
-    if len(wanted) == 1:
-        only = wanted[0]
-        return lambda row: (row[only],)
-    return itemgetter(*wanted)
-
-
-def _open_fits(open_: Decimal, total: Decimal) -> bool:
-    return 0 <= open_ <= total or total <= open_ <= 0
-
-
-def _open_warning(open_: Decimal, total: Decimal) -> _Finding:
-    return _Finding(
-        Severity.WARNING,
-        "open_exceeds_total",
-        f"Open amount {open_} is more than the total amount {total}, or of the other sign",
-        "invoice_open_amount_inc_vat",
-    )
-
-
 # ----------------------------------------------------------------------------------------------- rows
 
 
@@ -658,8 +460,8 @@ class _RowParser:
         self.snapshot = snapshot
         debtor_columns = spec.record_columns("debtor")
         invoice_columns = tuple(c for c in spec.columns if c.record != "debtor")
-        self.debtor_checks = _CellsCheck(debtor_columns, options, spec.required_one_of)
-        self.invoice_checks = _CellsCheck(invoice_columns, options, spec.required_one_of)
+        self.debtor_checks = CellsCheck(debtor_columns, options, spec.required_one_of)
+        self.invoice_checks = CellsCheck(invoice_columns, options, spec.required_one_of)
         self.debtor_fields = tuple(c.field or c.name for c in debtor_columns)
         # Debtor(*args) in field order is much cheaper than Debtor(**kwargs); map the columns onto it.
         order = [
@@ -667,8 +469,8 @@ class _RowParser:
         ]
         self.debtor_order: list[int] | None = None if order == list(range(len(order))) else order
         self.invoice_fields = tuple(c.field for c in invoice_columns)
-        self.debtor_cells = _cells(layout.position(c.name) for c in debtor_columns)
-        self.invoice_cells = _cells(layout.position(c.name) for c in invoice_columns)
+        self.debtor_cells = cells_getter(layout.position(c.name) for c in debtor_columns)
+        self.invoice_cells = cells_getter(layout.position(c.name) for c in invoice_columns)
         self.code_position = layout.position("debtor_code")
         self.number_position = layout.position("invoice_number")
         self.counts: dict[str, int] = {}
@@ -682,7 +484,7 @@ class _RowParser:
 
     # -- problems and blocked keys
 
-    def report(self, found: Iterable[_Finding], line: int) -> None:
+    def report(self, found: Iterable[Finding], line: int) -> None:
         problems = self.snapshot.problems
         counts = self.counts
         for f in found:
@@ -710,7 +512,7 @@ class _RowParser:
 
     # -- the generic validation (the reference; the only one that reports problems)
 
-    def check_debtor(self, cells: tuple[str, ...]) -> tuple[Debtor | None, tuple[_Finding, ...]]:
+    def check_debtor(self, cells: tuple[str, ...]) -> tuple[Debtor | None, tuple[Finding, ...]]:
         values, found = self.debtor_checks(cells)
         if found and any(f.severity is Severity.ERROR for f in found):
             return None, tuple(found)
@@ -718,7 +520,7 @@ class _RowParser:
             values = [values[i] if i >= 0 else None for i in self.debtor_order]
         return Debtor(*values), tuple(found)
 
-    def check_invoice(self, row: list[str], debtor_code: str | None) -> tuple[Invoice | None, list[_Finding]]:
+    def check_invoice(self, row: list[str], debtor_code: str | None) -> tuple[Invoice | None, list[Finding]]:
         cells = self.invoice_cells(row)
         values, found = self.invoice_checks(cells)
         fields: dict[str, Any] = {}
@@ -727,10 +529,10 @@ class _RowParser:
                 fields[field] = value
             elif check.col.name == ADMINISTRATION_COLUMN and value not in (None, self.options.administration_code):
                 found.append(
-                    _Finding(
+                    Finding(
                         Severity.ERROR,
                         "wrong_administration",
-                        f"Administration code {_shown(value)} is not this import's administration "
+                        f"Administration code {shown(value)} is not this import's administration "
                         f"{self.options.administration_code!r}",
                         ADMINISTRATION_COLUMN,
                     )
@@ -738,11 +540,11 @@ class _RowParser:
         invoice_date, due_date = fields.get("invoice_date"), fields.get("due_date")
         if isinstance(invoice_date, date) and isinstance(due_date, date) and due_date < invoice_date:
             found.append(
-                _Finding(Severity.ERROR, "due_before_invoice_date", "Due date before invoice date", "invoice_due_date")
+                Finding(Severity.ERROR, "due_before_invoice_date", "Due date before invoice date", "invoice_due_date")
             )
         total, open_ = fields.get("amount_total"), fields.get("amount_open")
-        if isinstance(total, Decimal) and isinstance(open_, Decimal) and not _open_fits(open_, total):
-            found.append(_open_warning(open_, total))
+        if isinstance(total, Decimal) and isinstance(open_, Decimal) and not open_fits(open_, total):
+            found.append(open_warning(open_, total))
         if debtor_code is None or any(f.severity is Severity.ERROR for f in found):
             return None, found
         return Invoice(debtor_code=debtor_code, **fields), found
@@ -768,7 +570,7 @@ class _RowParser:
             return row
         self.snapshot.rows += 1
         message = f"row has {len(row)} fields, the header has {width}"
-        self.report([_Finding(Severity.ERROR, "field_count", message, None)], line)
+        self.report([Finding(Severity.ERROR, "field_count", message, None)], line)
         self.block(row)
         return None
 
@@ -795,16 +597,16 @@ class _RowParser:
         quoted = reader.quoted
         delimiter = reader.delimiter
         limit = MAX_RECORD_CHARS
-        young: dict[tuple[str, ...], tuple[Debtor | None, tuple[_Finding, ...]]] = {}
-        old: dict[tuple[str, ...], tuple[Debtor | None, tuple[_Finding, ...]]] = {}
+        young: dict[tuple[str, ...], tuple[Debtor | None, tuple[Finding, ...]]] = {}
+        old: dict[tuple[str, ...], tuple[Debtor | None, tuple[Finding, ...]]] = {}
         generation = DEBTOR_CACHE_SIZE // 2
         caching = True
         changes = misses = 0  # debtor changes from one row to the next, and the cache misses among them
         last_key: tuple[str, ...] | None = None
         debtor: Debtor | None = None
-        debtor_found: tuple[_Finding, ...] = ()
+        debtor_found: tuple[Finding, ...] = ()
         fast = self.fast
-        invoice_cells = _cells(self.layout.position(name) for name, _, _ in _FAST_COLUMNS)
+        invoice_cells = cells_getter(self.layout.position(name) for name, _, _ in _FAST_COLUMNS)
         run_administration = self.options.administration_code
         text_limit = self.spec.by_name["invoice_number"].max_length
         default_currency = self.options.default_currency
@@ -916,7 +718,7 @@ class _RowParser:
                     yield entry
                 continue
             if not (open_ is total or 0 <= open_ <= total or total <= open_ <= 0):
-                report((_open_warning(open_, total),), line)
+                report((open_warning(open_, total),), line)
             invoice = Invoice(
                 invoice_number,
                 debtor.code,
