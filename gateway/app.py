@@ -18,6 +18,7 @@ from gateway.records import Snapshot
 from gateway.store import make_engine, migrate
 from gateway.watcher import open_claimed
 from parsers.payt_csv import CsvOptions, parse_payt_csv
+from parsers.payt_xml import XmlOptions, parse_payt_xml
 
 Clock = Callable[[], datetime]
 
@@ -45,7 +46,15 @@ def parse_csv(stream: BinaryIO, admin: Administration) -> Snapshot:
     return parse_payt_csv(stream, csv_options(admin))
 
 
-PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv}
+def xml_options(admin: Administration) -> XmlOptions:
+    return XmlOptions(administration_code=admin.code, default_currency=admin.currency, default_country=admin.country)
+
+
+def parse_xml(stream: BinaryIO, admin: Administration) -> Snapshot:
+    return parse_payt_xml(stream, xml_options(admin))
+
+
+PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv, "payt-xml": parse_xml}
 
 
 @dataclass

@@ -101,12 +101,12 @@ def cmd_check_config(ctx: Context) -> int:
 
 def cmd_validate(ctx: Context) -> int:
     admin = _admin(ctx, ctx.args.administration) if ctx.args.administration else Administration(code="", name="")
-    fmt = ctx.args.format or admin.format
+    configured = ctx.args.format or (admin.format if ctx.args.administration else "auto")
     source = Path(ctx.args.file)
     if not source.is_file():
         print(f"payt-gateway: {source}: no such file", file=sys.stderr)
         return 1
-    result = validate_file(source, fmt, PARSERS[fmt], admin)
+    result = validate_file(source, configured, PARSERS, admin)
     human = [
         f"{result['file']}: {'valid' if result['valid'] else 'INVALID'} ({result['format']}, "
         f"{result['rows']} rows, {result['detected']})"
@@ -286,7 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("check-config", cmd_check_config, "validate the configuration; exit 78 when it is invalid")
     p = add("validate", cmd_validate, "check a file against its spec; never touches the database")
     p.add_argument("file")
-    p.add_argument("--format", choices=["payt-csv"], help="the file's format (default: the administration's)")
+    p.add_argument(
+        "--format",
+        choices=["auto", *sorted(PARSERS)],
+        help="the file's format; it must agree with the content (default: the administration's, else auto: "
+        "detected from the content)",
+    )
     p.add_argument("--administration", help="validate with this administration's settings")
     p = add("ingest", cmd_ingest, "run one file through the pipeline, as if dropped in the inbox, then exit")
     p.add_argument("file")

@@ -213,16 +213,7 @@ class Pipeline:
         if parse is None:
             raise RejectFile([error("unsupported_format", f"format {fmt!r} is not supported")])
         snapshot = parse(stream, admin)
-        if snapshot.administration_code not in (None, admin.code):
-            raise RejectFile(
-                [
-                    error(
-                        "unknown_administration",
-                        f"the file is for administration {snapshot.administration_code!r}, "
-                        f"but was delivered for {admin.code!r}",
-                    )
-                ]
-            )
+        check_administration(snapshot, admin)
         ignore = IgnoreLists.from_settings(admin.ignore)
         staged = stage_snapshot(conn, snapshot, StagePolicy(admin.kinds, ignore, admin_zone(admin)))
         applied = reconcile_staged(
@@ -327,6 +318,20 @@ class Pipeline:
             reason=run.get("reason"),
             archived_path=run.get("archived_path"),
             duration_ms=round(seconds * 1000, 1),
+        )
+
+
+def check_administration(snapshot: Snapshot, admin: Administration) -> None:
+    """A file that names another administration than the one it was delivered for is rejected."""
+    if snapshot.administration_code not in (None, admin.code):
+        raise RejectFile(
+            [
+                error(
+                    "unknown_administration",
+                    f"the file is for administration {snapshot.administration_code!r}, "
+                    f"but was delivered for {admin.code!r}",
+                )
+            ]
         )
 
 

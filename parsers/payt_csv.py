@@ -55,7 +55,7 @@ from parsers.row_checks import (
     CellsCheck,
     Finding,
     cells_getter,
-    open_fits,
+    invoice_rules,
     open_warning,
     shown,
 )
@@ -537,14 +537,7 @@ class _RowParser:
                         ADMINISTRATION_COLUMN,
                     )
                 )
-        invoice_date, due_date = fields.get("invoice_date"), fields.get("due_date")
-        if isinstance(invoice_date, date) and isinstance(due_date, date) and due_date < invoice_date:
-            found.append(
-                Finding(Severity.ERROR, "due_before_invoice_date", "Due date before invoice date", "invoice_due_date")
-            )
-        total, open_ = fields.get("amount_total"), fields.get("amount_open")
-        if isinstance(total, Decimal) and isinstance(open_, Decimal) and not open_fits(open_, total):
-            found.append(open_warning(open_, total))
+        found.extend(invoice_rules(fields))
         if debtor_code is None or any(f.severity is Severity.ERROR for f in found):
             return None, found
         return Invoice(debtor_code=debtor_code, **fields), found

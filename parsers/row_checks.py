@@ -10,6 +10,7 @@ translates it to an element path.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date
 from decimal import Decimal
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
@@ -241,3 +242,18 @@ def open_warning(open_: Decimal, total: Decimal) -> Finding:
         f"Open amount {open_} is more than the total amount {total}, or of the other sign",
         "invoice_open_amount_inc_vat",
     )
+
+
+def invoice_rules(fields: dict[str, Any]) -> list[Finding]:
+    """The rules across an invoice's checked values: due date on or after the invoice date (an error), the
+    open amount within the total and of its sign (a warning)."""
+    found: list[Finding] = []
+    invoice_date, due_date = fields.get("invoice_date"), fields.get("due_date")
+    if isinstance(invoice_date, date) and isinstance(due_date, date) and due_date < invoice_date:
+        found.append(
+            Finding(Severity.ERROR, "due_before_invoice_date", "Due date before invoice date", "invoice_due_date")
+        )
+    total, open_ = fields.get("amount_total"), fields.get("amount_open")
+    if isinstance(total, Decimal) and isinstance(open_, Decimal) and not open_fits(open_, total):
+        found.append(open_warning(open_, total))
+    return found

@@ -1,0 +1,355 @@
+"""Validation of payt-xml against ``schemas/payt-xml-1.xsd``, streaming, with every error located.
+
+Two passes, both in bounded memory:
+
+1. ``first_pass``: lxml ``iterparse`` with the schema (libxml2 validates while it parses, ~C speed), clearing
+   each debtor once it is read. libxml2 reports a violation only when the document ends, and then with line
+   0 and no element path; it says what is wrong, and for ``xs:unique`` which key is duplicated.
+2. ``explain`` (only when the first pass failed): read the file again without the schema and validate the
+   root with one debtor at a time (at most ``BATCH`` of its invoices), which gives libxml2's errors with
+   their source line, and an element path that is translated to ``/OpenItems/Debtor[12]/Invoice[3]/DueDate``
+   with the file's own positions. Duplicate keys named by the first pass are located in the same read.
+
+At most ``MAX_LISTED`` errors are listed; the first pass stops counting at ``MAX_COUNTED``.
+
+``python -m parsers.payt_xml_schema FD OFFSET`` runs both passes on an inherited file descriptor (read with
+``pread``, so the parent's file offset is untouched) and prints the problems as JSON: the parser runs this
+beside its own extraction for large files (see ``parsers.payt_xml``).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import IO, Any, cast
+
+from lxml import etree
+
+from gateway.errors import RejectFile
+from gateway.records import Problem, Severity, error, notice
+from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, safe_parser, syntax_error
+
+NS = "urn:payt-gateway:open-items:1"
+SCHEMA_RESOURCE = "payt-xml-1.xsd"
+ROOT = f"{{{NS}}}OpenItems"
+DEBTOR = f"{{{NS}}}Debtor"
+INVOICE = f"{{{NS}}}Invoice"
+MAX_LISTED = 100  # schema errors listed in a report
+MAX_COUNTED = 1000  # the first pass stops here: the file is invalid, and nobody reads a thousand errors
+BATCH = 500  # invoices of one debtor validated together in the second pass
+CHECK_EVERY = 64  # debtors between two looks at the first pass's error count
+
+# What the schema's simple types accept, in an exporter's words.
+TYPE_WORDS = {
+    "Date": "a date yyyy-mm-dd",
+    "DateOrDateTime": "a date yyyy-mm-dd or a date and time (2026-03-01T10:15:00+01:00)",
+    "Amount": "an amount with a decimal point and at most two decimals (1210.00)",
+    "CurrencyCode": "an ISO 4217 currency code (EUR)",
+    "CountryCode": "an ISO 3166-1 alpha-2 country code (NL)",
+    "LanguageCode": "an ISO 639-1 language code (nl, or nl-BE)",
+    "Text": "text of 1 to 255 characters",
+    "Code": "a code of at most 255 characters without leading or trailing spaces",
+    "xs:boolean": "true or false",
+    "xs:dateTime": "a date and time (2026-03-04T01:00:00+01:00)",
+}
+_ATOMIC = re.compile(r"is not a valid value of the (?:atomic|union|list) type '([^']+)'")
+_DUPLICATE = re.compile(r"Duplicate key-sequence \['(.*)'\] in unique identity-constraint '(\w+)'")
+_ELEMENT_PREFIX = re.compile(r"^Element '([^']+)'(?:, attribute '([^']+)')?: ")
+
+
+@functools.cache
+def load_schema() -> etree.XMLSchema:
+    """The compiled payt-xml schema, once per process."""
+    source = files("schemas").joinpath(SCHEMA_RESOURCE).read_bytes()
+    return etree.XMLSchema(etree.fromstring(source, safe_parser()))
+
+
+@dataclass
+class FirstPass:
+    valid: bool
+    messages: list[str] = field(default_factory=list)  # libxml2's, without line numbers
+    stopped: bool = False  # the pass stopped at MAX_COUNTED errors
+
+
+def first_pass(source: IO[bytes]) -> FirstPass:
+    """Validate while parsing. Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed."""
+    parser = etree.iterparse(source, events=("end",), tag=DEBTOR, schema=load_schema(), **SAFE_OPTIONS)
+    checked = False
+    debtors = 0
+    try:
+        for _, element in parser:
+            if not checked:
+                refuse_doctype(element)
+                checked = True
+            element.clear()
+            root = element.getparent()
+            while root is not None and element.getprevious() is not None:
+                del root[0]  # only what precedes: the parser may have read ahead
+            debtors += 1
+            if debtors % CHECK_EVERY == 0 and len(parser.error_log) >= MAX_COUNTED:
+                return FirstPass(False, _schema_messages(parser.error_log), stopped=True)
+    except etree.XMLSyntaxError as exc:
+        log = cast(Iterable[Any], exc.error_log)
+        if any(e.domain_name != "SCHEMASV" for e in log if e.level_name in ("ERROR", "FATAL")):
+            raise syntax_error(exc) from None
+        return FirstPass(False, _schema_messages(log))
+    root = getattr(parser, "root", None)
+    if root is not None and not checked:
+        refuse_doctype(root)
+    messages = _schema_messages(parser.error_log)
+    return FirstPass(not messages, messages)
+
+
+def _schema_messages(log: Any) -> list[str]:
+    return [e.message for e in cast(Iterable[Any], log) if e.domain_name == "SCHEMASV"][:MAX_COUNTED]
+
+
+def _plain(message: str) -> str:
+    return message.replace(f"{{{NS}}}", "")
+
+
+def duplicate_keys(messages: Iterable[str]) -> dict[str, set[str]]:
+    """The values that the first pass named as duplicate keys, per constraint name."""
+    found: dict[str, set[str]] = {}
+    for message in messages:
+        m = _DUPLICATE.search(_plain(message))
+        if m:
+            found.setdefault(m[2], set()).add(m[1])
+    return found
+
+
+class _Explainer:
+    """The second pass: libxml2's errors with lines and readable paths, one debtor at a time."""
+
+    def __init__(self, first: FirstPass):
+        self.schema = load_schema()
+        self.duplicates = duplicate_keys(first.messages)
+        self.seen: set[tuple[int, str, str]] = set()
+        self.problems: list[Problem] = []
+        self.total = 0
+        self.debtor = 0  # 1-based position of the current debtor
+        self.invoices_removed = 0  # invoices of the current debtor already validated and removed
+        self.key_lines: dict[tuple[str, str], list[tuple[int, str]]] = {}
+
+    def run(self, source: IO[bytes]) -> None:
+        """Validate each complete debtor (in batches of invoices) in a small document of its own.
+
+        Only elements whose end has been seen are complete (the parser reads ahead), so a unit is copied out
+        of the tree at its end event: a copy keeps its source lines.
+        """
+        parser = etree.iterparse(source, events=("start", "end"), tag=(ROOT, DEBTOR, INVOICE), **SAFE_OPTIONS)
+        root: Any = None
+        batch: list[Any] = []
+        for event, element in parser:
+            if event == "start":
+                if element.tag == ROOT and root is None:
+                    root = element
+                elif element.tag == DEBTOR:
+                    self.debtor += 1
+                    self.invoices_removed = 0
+                continue
+            if element.tag == INVOICE:
+                self._note_key("UniqueInvoiceNumber", element, "number")
+                batch.append(element)
+                if len(batch) >= BATCH:
+                    self._validate_unit(root, element.getparent(), batch)
+                    self.invoices_removed += len(batch)
+                    for invoice in batch:
+                        invoice.getparent().remove(invoice)
+                    batch = []
+                continue
+            if element.tag == DEBTOR:
+                self._note_key("UniqueDebtorCode", element, "code")
+                self._validate_unit(root, element, None)
+                batch = []
+                for old in list(element.itersiblings(preceding=True)):
+                    root.remove(old)  # stray elements before this debtor were validated with it
+                root.remove(element)
+        if root is not None and (len(root) or self.debtor == 0):
+            self._validate_unit(root, None, None)
+
+    def _validate_unit(self, root: Any, debtor: Any, invoices: list[Any] | None) -> None:
+        """Validate the root's attributes with ``debtor`` (all of it, or its data and ``invoices``), and the
+        stray elements before it; without a debtor, the root's remaining children."""
+        unit = etree.Element(ROOT, dict(root.attrib), nsmap=root.nsmap)
+        if debtor is None:
+            unit.extend(copy.deepcopy(child) for child in root)
+        else:
+            unit.extend(copy.deepcopy(child) for child in reversed(list(debtor.itersiblings(preceding=True))))
+            if invoices is None:
+                unit.append(copy.deepcopy(debtor))
+            else:
+                shell = etree.SubElement(unit, DEBTOR, dict(debtor.attrib))
+                shell.extend(copy.deepcopy(child) for child in debtor if child.tag != INVOICE)
+                shell.extend(copy.deepcopy(invoice) for invoice in invoices)
+        self._validate(unit, root.sourceline or 1)
+
+    def _note_key(self, constraint: str, element: Any, attribute: str) -> None:
+        values = self.duplicates.get(constraint)
+        value = element.get(attribute)
+        if values and value in values:
+            path = f"{self._path(element)}/@{attribute}"
+            self.key_lines.setdefault((constraint, value), []).append((element.sourceline or 0, path))
+
+    def _validate(self, unit: Any, root_line: int) -> None:
+        tree = unit.getroottree()
+        if self.schema.validate(tree):
+            return
+        log = cast(Iterable[Any], self.schema.error_log)
+        entries = [e for e in log if e.type_name != "SCHEMAV_CVC_IDC"]
+        typed = {(e.line, e.path) for e in entries if _ATOMIC.search(e.message)}
+        for e in entries:
+            if "[facet '" in e.message and (e.line, e.path) in typed:
+                continue  # libxml2 says the same again for the type; keep the clearer one
+            nodes = tree.xpath(e.path) if e.path else []
+            node = nodes[0] if nodes and isinstance(nodes[0], etree._Element) else unit
+            path = "/OpenItems" if node is unit else self._path(node)
+            line = root_line if node is unit else e.line
+            m = _ELEMENT_PREFIX.match(_plain(e.message))
+            if m and m[2]:
+                path += f"/@{m[2]}"
+            self._add(line, path, explain_message(e.message))
+
+    def _add(self, line: int, path: str, message: str, code: str = "schema_violation") -> None:
+        key = (line, path, message)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.total += 1
+        if len(self.problems) < MAX_LISTED:
+            self.problems.append(error(code, f"line {line}, {path}: {message}", line, path))
+
+    def _path(self, element: Any) -> str:
+        steps: list[str] = []
+        node = element
+        while node is not None:
+            name = etree.QName(node).localname
+            parent = node.getparent()
+            if parent is None:
+                steps.append(name)
+            elif node.tag == DEBTOR and parent.getparent() is None:
+                steps.append(f"Debtor[{self.debtor}]")
+            elif node.tag == INVOICE:
+                position = self.invoices_removed + sum(1 for _ in node.itersiblings(INVOICE, preceding=True)) + 1
+                steps.append(f"Invoice[{position}]")
+            else:
+                same = [c for c in parent if c.tag == node.tag]
+                steps.append(f"{name}[{same.index(node) + 1}]" if len(same) > 1 else name)
+            node = parent
+        return "/" + "/".join(reversed(steps))
+
+    def duplicate_problems(self) -> None:
+        labels = {"UniqueInvoiceNumber": ("invoice", "Invoice numbers"), "UniqueDebtorCode": ("debtor", "Debtor codes")}
+        for (constraint, value), places in sorted(self.key_lines.items()):
+            if len(places) < 2:
+                continue
+            kind, plural = labels.get(constraint, ("key", "Keys"))
+            lines = ", ".join(str(line) for line, _ in places)
+            for line, path in places:
+                message = f"{plural} must be unique: {kind} {value} occurs on lines {lines}"
+                self._add(line, path, message, f"duplicate_{kind}_{'number' if kind == 'invoice' else 'code'}")
+
+
+def explain_message(message: str) -> str:
+    """libxml2's message without namespaces and the element it is about, with the schema's types in words."""
+    text = _plain(message).rstrip(".")
+    m = _ELEMENT_PREFIX.match(text)
+    if m:
+        text = text[m.end() :]  # the path names the element and attribute
+    atomic = _ATOMIC.search(text)
+    if atomic:
+        words = TYPE_WORDS.get(atomic[1], atomic[1])
+        text = f"{text[: atomic.start()].strip()} is not {words}"
+    text = text.replace("Expected is ( ", "expected: ").replace(" ).", "").replace(" )", "")
+    return text
+
+
+def explain(source: IO[bytes], first: FirstPass) -> list[Problem]:
+    """Every schema error (up to MAX_LISTED) with its line and element path."""
+    explainer = _Explainer(first)
+    explainer.run(source)
+    explainer.duplicate_problems()
+    problems = explainer.problems
+    if not explainer.total:
+        # Nothing located (should not happen): report what the first pass said, without lines.
+        for message in first.messages[:MAX_LISTED]:
+            problems.append(error("schema_violation", explain_message(message)))
+    total = max(explainer.total, len(first.messages))
+    if total > len(problems) or first.stopped:
+        more = f"at least {MAX_COUNTED}" if first.stopped else str(total)
+        problems.append(
+            notice("schema_errors_truncated", f"{len(problems)} of {more} schema errors are listed; fix these first")
+        )
+    return problems
+
+
+def validate_payt_xml(source: IO[bytes]) -> list[Problem]:
+    """The schema problems of a seekable payt-xml stream (empty when valid); the stream is left at its start.
+
+    Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed.
+    """
+    start = source.tell()
+    try:
+        first = first_pass(source)
+        if first.valid:
+            return []
+        source.seek(start)
+        return explain(source, first)
+    finally:
+        source.seek(start)
+
+
+class PreadReader:
+    """A read-only file object over an inherited descriptor, using ``pread`` from its own offset."""
+
+    def __init__(self, fd: int, offset: int = 0):
+        self.fd = fd
+        self.start = offset
+        self.offset = offset
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, os.fstat(self.fd).st_size - self.offset)
+        data = os.pread(self.fd, size, self.offset)
+        self.offset += len(data)
+        return data
+
+    def tell(self) -> int:
+        return self.offset - self.start
+
+    def seek(self, position: int, whence: int = 0) -> int:
+        if whence != 0:
+            raise OSError("PreadReader seeks from the start only")
+        self.offset = self.start + position
+        return position
+
+
+def problems_to_json(problems: Sequence[Problem]) -> str:
+    return json.dumps([{"severity": p.severity.value, **p.as_dict()} for p in problems])
+
+
+def problems_from_json(text: str) -> list[Problem]:
+    return [Problem(Severity(d["severity"]), d["code"], d["message"], d["row"], d["column"]) for d in json.loads(text)]
+
+
+def main(argv: Sequence[str]) -> int:
+    """``FD OFFSET``: validate and print the problems as JSON on stdout (exit 0 whatever the verdict)."""
+    fd, offset = int(argv[0]), int(argv[1])
+    reader = PreadReader(fd, offset)
+    try:
+        problems = validate_payt_xml(reader)  # type: ignore[arg-type]
+    except RejectFile as exc:
+        problems = exc.problems
+    sys.stdout.write(problems_to_json(problems))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,209 @@
+"""payt-xml: schema validation with located errors, the shared business checks, streaming, the second process."""
+
+from __future__ import annotations
+
+import io
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import RejectFile
+from gateway.records import Entry, Snapshot
+from parsers.payt_xml import XmlOptions, parse_payt_xml
+
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
+OPEN = '<OpenItems xmlns="urn:payt-gateway:open-items:1" administrationCode="ACME" currency="EUR">\n'
+
+# Line numbers in the expectations below count from the first line of VALID (line 1 is the declaration).
+VALID = (
+    HEAD
+    + OPEN
+    + """  <Debtor code="10045" isCompany="true">
+    <Name>Voorbeeld B.V.</Name>
+    <Address><Street1>Kerkstraat 1</Street1><PostalCode>1234 AB</PostalCode>
+             <City>Utrecht</City><Country>NL</Country></Address>
+    <Email type="invoice">facturen@voorbeeld.nl</Email>
+    <Email>info@voorbeeld.nl</Email>
+    <Phone type="mobile">06-12345678</Phone>
+    <Language>nl</Language>
+    <Iban>NL91ABNA0417164300</Iban>
+    <Invoice number="2026-0042">
+      <InvoiceDate>2026-02-28</InvoiceDate><DueDate>2026-03-30</DueDate>
+      <TotalAmount>1210.00</TotalAmount><OpenAmount>610.00</OpenAmount>
+      <Currency>EUR</Currency><Description>Onderhoud februari</Description>
+      <Document filename="2026-0042.pdf"/>
+    </Invoice>
+    <Invoice number="2026-0043">
+      <InvoiceDate>2026-03-01</InvoiceDate><DueDate>2026-03-31</DueDate>
+      <TotalAmount>-50</TotalAmount><OpenAmount>-20.5</OpenAmount>
+      <SentAt>2026-03-01T10:15:00+01:00</SentAt>
+    </Invoice>
+  </Debtor>
+  <Debtor code="10046">
+    <FirstName>Jan</FirstName><LastName>Jansen</LastName>
+    <Address><Street1>Dorpsweg 2</Street1><PostalCode>2345 BC</PostalCode><City>Zeist</City></Address>
+    <Invoice number="2026-0044">
+      <InvoiceDate>2026-03-01</InvoiceDate><DueDate>2026-03-31</DueDate>
+      <TotalAmount>99.95</TotalAmount><OpenAmount>99.95</OpenAmount>
+    </Invoice>
+  </Debtor>
+</OpenItems>
+"""
+)
+
+
+def parse(text: str, **options: object) -> tuple[Snapshot, list[Entry]]:
+    snapshot = parse_payt_xml(io.BytesIO(text.encode("utf-8")), XmlOptions("ACME", **options))  # type: ignore[arg-type]
+    return snapshot, list(snapshot.entries)
+
+
+def rejected(text: str) -> list[tuple[int | None, str | None, str]]:
+    with pytest.raises(RejectFile) as caught:
+        parse(text)
+    return [(p.row, p.column, p.code) for p in caught.value.problems]
+
+
+def test_a_valid_file_gives_the_canonical_entries() -> None:
+    snapshot, entries = parse(VALID)
+    assert snapshot.administration_code == "ACME" and not snapshot.explicit_empty
+    assert snapshot.rows == 3 and not snapshot.errors and not snapshot.warnings
+    assert [(e.line, e.invoice.number, e.debtor.code) for e in entries] == [
+        (12, "2026-0042", "10045"),
+        (18, "2026-0043", "10045"),
+        (27, "2026-0044", "10046"),
+    ]
+    first, credit, person = entries
+    assert first.debtor.company_name == "Voorbeeld B.V." and first.debtor.is_company is True
+    assert first.debtor.invoice_email == "facturen@voorbeeld.nl" and first.debtor.email == "info@voorbeeld.nl"
+    assert first.debtor.mobile == "06-12345678" and first.debtor.phone is None
+    address = (first.debtor.street_1, first.debtor.postal_code, first.debtor.city)
+    assert address == ("Kerkstraat 1", "1234 AB", "Utrecht")
+    assert first.debtor.country_code == "NL" and first.debtor.language_code == "nl"
+    assert first.debtor.iban == "NL91ABNA0417164300"
+    assert first.invoice.invoice_date == date(2026, 2, 28) and first.invoice.due_date == date(2026, 3, 30)
+    assert (first.invoice.amount_total, first.invoice.amount_open) == (Decimal("1210.00"), Decimal("610.00"))
+    assert first.invoice.description == "Onderhoud februari"
+    assert first.invoice.document_filename == "2026-0042.pdf"
+    assert credit.invoice.amount_total == Decimal("-50") and credit.invoice.sent_at is not None
+    assert credit.invoice.sent_at.isoformat() == "2026-03-01T10:15:00+01:00"
+    assert (person.debtor.firstname, person.debtor.lastname, person.debtor.company_name) == ("Jan", "Jansen", None)
+    assert person.debtor.country_code == "NL", "the administration's default country"
+    assert person.invoice.currency == "EUR"
+
+
+def test_the_currency_attribute_is_the_default_of_the_file() -> None:
+    _, entries = parse(VALID.replace('currency="EUR"', 'currency="USD"'))
+    assert [e.invoice.currency for e in entries] == ["EUR", "USD", "USD"]
+
+
+def test_every_schema_error_is_reported_with_its_line_and_path() -> None:
+    text = (
+        VALID.replace("<InvoiceDate>2026-02-28</InvoiceDate>", "<InvoiceDate>28-02-2026</InvoiceDate>")
+        .replace("<OpenAmount>-20.5</OpenAmount>", "<OpenAmount>-50,50</OpenAmount>")
+        .replace('<Debtor code="10046">', '<Debtor code="10046" isCompany="ja">')
+        .replace("<City>Zeist</City>", "")
+        .replace('number="2026-0044"', 'number="2026-0042"')
+    )
+    assert rejected(text) == [
+        (13, "/OpenItems/Debtor[1]/Invoice[1]/InvoiceDate", "schema_violation"),
+        (20, "/OpenItems/Debtor[1]/Invoice[2]/OpenAmount", "schema_violation"),
+        (24, "/OpenItems/Debtor[2]/@isCompany", "schema_violation"),
+        (26, "/OpenItems/Debtor[2]/Address", "schema_violation"),
+        (12, "/OpenItems/Debtor[1]/Invoice[1]/@number", "duplicate_invoice_number"),
+        (27, "/OpenItems/Debtor[2]/Invoice[1]/@number", "duplicate_invoice_number"),
+    ]
+    with pytest.raises(RejectFile) as caught:
+        parse(text)
+    messages = [p.message for p in caught.value.problems]
+    assert "'28-02-2026' is not a date yyyy-mm-dd" in messages[0] and messages[0].startswith("line 13, ")
+    assert "at most two decimals" in messages[1]
+    assert "expected: City" in messages[3]
+    assert "invoice 2026-0042 occurs on lines 12, 27" in messages[4]
+
+
+def test_the_listed_schema_errors_are_capped_and_the_rest_counted() -> None:
+    invoice = (
+        '<Invoice number="N{i}"><InvoiceDate>2026-13-01</InvoiceDate><DueDate>2026-03-31</DueDate>'
+        "<TotalAmount>1.00</TotalAmount><OpenAmount>1.00</OpenAmount></Invoice>\n"
+    )
+    body = "".join(invoice.format(i=i) for i in range(150))
+    text = VALID.replace("  </Debtor>\n  <Debtor", body + "  </Debtor>\n  <Debtor", 1)
+    with pytest.raises(RejectFile) as caught:
+        parse(text)
+    problems = caught.value.problems
+    assert len(problems) == 101 and problems[-1].code == "schema_errors_truncated"
+    assert problems[-1].message == "100 of 150 schema errors are listed; fix these first"
+
+
+def test_doctype_and_wrong_root_are_file_errors() -> None:
+    assert rejected(HEAD + '<!DOCTYPE x [<!ENTITY a "b">]>' + VALID[len(HEAD) :]) == [
+        (None, None, "xml_doctype_forbidden")
+    ]
+    assert rejected('<OpenItems xmlns="urn:payt-gateway:open-items:2" administrationCode="A"/>') == [
+        (1, None, "unknown_xml")
+    ]
+    assert rejected(VALID[:400])[0][2] == "xml_not_well_formed"
+
+
+def test_business_checks_block_only_their_debtor_or_invoice() -> None:
+    text = (
+        VALID.replace("<DueDate>2026-03-30</DueDate>", "<DueDate>2026-02-01</DueDate>")
+        .replace("<Iban>NL91ABNA0417164300</Iban>", "<Iban>NL00ABNA0417164300</Iban>")
+        .replace("<Email>info@voorbeeld.nl</Email>", "<Email>info@@voorbeeld</Email>")
+        .replace("<OpenAmount>99.95</OpenAmount>", "<OpenAmount>150.00</OpenAmount>")
+    )
+    snapshot, entries = parse(text)
+    found = sorted((p.severity.value, p.row, p.column, p.code) for p in snapshot.problems)
+    assert found == [
+        ("error", 8, "/OpenItems/Debtor[1]/Email", "invalid_email"),
+        ("error", 13, "/OpenItems/Debtor[1]/Invoice[1]/DueDate", "due_before_invoice_date"),
+        ("warning", 11, "/OpenItems/Debtor[1]/Iban", "invalid_iban"),
+        ("warning", 29, "/OpenItems/Debtor[2]/Invoice[1]/OpenAmount", "open_exceeds_total"),
+    ]
+    assert [e.invoice.number for e in entries] == ["2026-0044"], "the debtor with an error is blocked"
+    assert snapshot.blocked_debtors == {"10045"}
+    assert snapshot.blocked_invoices == {"2026-0042", "2026-0043"}
+
+
+def test_explicit_empty_snapshot_and_its_contradiction() -> None:
+    snapshot, entries = parse(HEAD + OPEN.replace(">", ' empty="true"/>'))
+    assert snapshot.explicit_empty and snapshot.rows == 0 and entries == []
+    snapshot, entries = parse(HEAD + OPEN + "</OpenItems>")
+    assert not snapshot.explicit_empty and snapshot.rows == 0
+    with pytest.raises(RejectFile) as caught:
+        parse(VALID.replace('currency="EUR"', 'currency="EUR" empty="true"'))
+    assert caught.value.problems[0].code == "empty_not_empty"
+
+
+def test_a_debtor_without_invoices_is_a_notice() -> None:
+    text = VALID.replace(
+        "</OpenItems>",
+        '  <Debtor code="1"><LastName>X</LastName><Address><Street1>s</Street1><PostalCode>1</PostalCode>'
+        "<City>c</City></Address></Debtor>\n</OpenItems>",
+    )
+    snapshot, entries = parse(text)
+    assert len(entries) == 3
+    assert [(p.code, p.row, p.column) for p in snapshot.problems] == [
+        ("debtor_without_invoices", 32, "/OpenItems/Debtor[3]")
+    ]
+
+
+def test_the_validator_in_a_second_process_rejects_after_the_last_entry(tmp_path: Path) -> None:
+    good = tmp_path / "good.xml"
+    good.write_text(VALID, "utf-8")
+    with good.open("rb") as stream:
+        snapshot = parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0))
+        assert snapshot.detected["validation"] == "parallel"
+        assert [e.invoice.number for e in snapshot.entries] == ["2026-0042", "2026-0043", "2026-0044"]
+    bad = tmp_path / "bad.xml"
+    bad.write_text(VALID.replace("<DueDate>2026-03-31</DueDate>", "<DueDate>2026-02-30</DueDate>", 1), "utf-8")
+    with bad.open("rb") as stream:
+        snapshot = parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0))
+        seen = []
+        with pytest.raises(RejectFile) as caught:
+            for entry in snapshot.entries:
+                seen.append(entry.invoice.number)
+        assert seen == ["2026-0042", "2026-0044"], "entries are read while the validator runs"
+    assert [(p.row, p.column) for p in caught.value.problems] == [(19, "/OpenItems/Debtor[1]/Invoice[2]/DueDate")]
