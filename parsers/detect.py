@@ -5,6 +5,7 @@ never by the file name's extension alone (FORMATS.md §2-4).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import enum
 from typing import BinaryIO
@@ -62,12 +63,10 @@ def sniff_bytes(head: bytes) -> Kind:
 def root_tag(head: bytes) -> str | None:
     """The ``{namespace}name`` of the document's root element, read safely from the head of the file."""
     parser = etree.XMLPullParser(events=("start",), **SAFE_OPTIONS)
-    try:
-        parser.feed(head)
-        for _event, element in parser.read_events():
-            return str(getattr(element, "tag", "")) or None
-    except etree.XMLSyntaxError:
-        return None
+    with contextlib.suppress(etree.XMLSyntaxError):
+        parser.feed(head)  # an error after the root's start tag (an entity in an attribute) still names the root
+    for _event, element in parser.read_events():
+        return str(getattr(element, "tag", "")) or None
     return None
 
 

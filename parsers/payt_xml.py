@@ -171,6 +171,8 @@ def _read_head(source: BinaryIO) -> _Head:
             if not chunk:
                 break
     except etree.XMLSyntaxError as exc:
+        for _, root in parser.read_events():
+            refuse_doctype(root)  # a DOCTYPE is the reason to give, not what its entities broke
         raise syntax_error(exc) from None
     raise RejectFile([error("empty_file", "the file holds no XML element within its first MiB")])
 

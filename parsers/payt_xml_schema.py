@@ -80,6 +80,7 @@ class FirstPass:
 
 def first_pass(source: IO[bytes]) -> FirstPass:
     """Validate while parsing. Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed."""
+    etree.clear_error_log()  # the log that a failed iterparse reports would hold earlier parses' errors too
     parser = etree.iterparse(source, events=("end",), tag=DEBTOR, schema=load_schema(), **SAFE_OPTIONS)
     checked = False
     debtors = 0
@@ -208,8 +209,7 @@ class _Explainer:
         for e in entries:
             if "[facet '" in e.message and (e.line, e.path) in typed:
                 continue  # libxml2 says the same again for the type; keep the clearer one
-            nodes = tree.xpath(e.path) if e.path else []
-            node = nodes[0] if nodes and isinstance(nodes[0], etree._Element) else unit
+            node = _node_at(unit, e.path)
             path = "/OpenItems" if node is unit else self._path(node)
             line = root_line if node is unit else e.line
             m = _ELEMENT_PREFIX.match(_plain(e.message))
@@ -255,6 +255,18 @@ class _Explainer:
             for line, path in places:
                 message = f"{plural} must be unique: {kind} {value} occurs on lines {lines}"
                 self._add(line, path, message, f"duplicate_{kind}_{'number' if kind == 'invoice' else 'code'}")
+
+
+def _node_at(unit: Any, path: str | None) -> Any:
+    """The element at libxml2's path (``/*/*[2]/xi:include``) in ``unit``; ``unit`` when it is not found."""
+    if not path:
+        return unit
+    prefixes = {k: v for element in unit.iter() for k, v in element.nsmap.items() if k}
+    try:
+        nodes = unit.getroottree().xpath(path, namespaces=prefixes)
+    except etree.XPathError:
+        return unit
+    return nodes[0] if isinstance(nodes, list) and nodes and isinstance(nodes[0], etree._Element) else unit
 
 
 def explain_message(message: str) -> str:
