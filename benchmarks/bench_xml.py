@@ -1,0 +1,186 @@
+"""Time payt-xml end to end (validate and ingest) and compare the XSD validators.
+
+    python benchmarks/bench_xml.py [--sizes 100000,1000000] [--database-url URL] [--keep]
+
+For each size: a seeded payt-xml file (``generate_xml.py``, the same open items as ``generate_csv.py``), then
+1. ``python -m gateway --json ingest`` into a fresh data folder (format "auto"), timed end to end, with its
+   peak RSS from ``os.wait4`` (the maximum over the ingest process and the schema validator it starts);
+2. the streaming lxml schema pass alone (``parsers.payt_xml_schema.first_pass``) in a fresh process;
+3. xmlschema's own validation of the same file (``XMLSchema.is_valid`` on a lazy ``XMLResource``: a
+   non-lazy one refuses documents of more than 1M elements, about 85k invoices) when the file has at most
+   ``--xmlschema-max`` invoices (default 100,000), else of a generated sample of that many invoices; the
+   ratio (lxml's streaming validation / xmlschema's) is per invoice.
+Results: a table on stdout and ``benchmarks/results/xml-<timestamp>.json`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench_ingest import (
+    RESULTS_DIR,
+    child_environment,
+    data_folder,
+    database_for_run,
+    gateway_toml,
+    git_commit,
+    masked,
+    run_ingest,
+    sizes,
+)
+from generate_csv import DEFAULT_AS_OF
+from generate_xml import generate
+
+TARGET_SIZE = 1_000_000
+TARGET_INVOICES_PER_S = 50_000
+TARGET_PEAK_RSS_MB = 200.0
+FIRST_PASS = (
+    "import sys, time\n"
+    "from parsers.payt_xml_schema import first_pass\n"
+    "t = time.perf_counter()\n"
+    "with open(sys.argv[1], 'rb') as f:\n"
+    "    ok = first_pass(f).valid\n"
+    "print(ok, time.perf_counter() - t)\n"
+)
+XMLSCHEMA = (
+    "import sys, time\n"
+    "import xmlschema\n"
+    "schema = xmlschema.XMLSchema(sys.argv[2])\n"
+    "t = time.perf_counter()\n"
+    "ok = schema.is_valid(xmlschema.XMLResource(sys.argv[1], lazy=True))\n"
+    "print(ok, time.perf_counter() - t)\n"
+)
+
+
+@dataclass
+class Result:
+    size: int
+    file_mb: float
+    ingest_seconds: float
+    invoices_per_s: float
+    peak_rss_mb: float
+    status: str
+    lxml_seconds: float
+    lxml_invoices_per_s: float
+    lxml_peak_rss_mb: float
+    xmlschema_invoices: int
+    xmlschema_seconds: float
+    xmlschema_invoices_per_s: float
+    ratio: float  # lxml streaming validation speed / xmlschema's, per invoice
+
+
+def timed_script(script: str, *args: str) -> tuple[bool, float, float]:
+    """Run a Python snippet that prints "<valid> <seconds>"; (valid, seconds, peak RSS MB)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, env=child_environment(), text=True
+    )
+    assert child.stdout is not None
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{args}: exit {child.returncode}")
+    valid, seconds = out.split()
+    return valid == "True", float(seconds), usage.ru_maxrss * 1024 / 1e6
+
+
+def bench(size: int, args: argparse.Namespace) -> Result:
+    xsd = str(Path(__file__).resolve().parent.parent / "schemas" / "payt-xml-1.xsd")
+    with data_folder(size, args.tmp_dir, args.keep) as folder, database_for_run(args.database_url, args.keep) as url:
+        (folder / "gateway.toml").write_text(gateway_toml(url).replace('"payt-csv"', '"auto"'), "utf-8")
+        xml_file = folder / f"open-items-{size}.xml"
+        generated = generate(xml_file, size, args.seed)
+        outcome = run_ingest(folder, xml_file, datetime.combine(DEFAULT_AS_OF, datetime.min.time(), UTC))
+        status = outcome.run.get("status", f"exit {outcome.exit_code}")
+        if status != "performed" or outcome.run.get("counts", {}).get("rows") != size:
+            raise RuntimeError(f"ingest of {size}: {status}: {outcome.run.get('reason')}")
+        valid, lxml_seconds, lxml_rss = timed_script(FIRST_PASS, str(xml_file))
+        assert valid, "the generated file is valid"
+        sample, sample_size = xml_file, size
+        if size > args.xmlschema_max:
+            sample, sample_size = folder / "sample.xml", args.xmlschema_max
+            generate(sample, sample_size, args.seed)
+        ok, xs_seconds, _ = timed_script(XMLSCHEMA, str(sample), xsd)
+        assert ok, "xmlschema agrees that the file is valid"
+        lxml_rate, xs_rate = size / lxml_seconds, sample_size / xs_seconds
+        return Result(
+            size,
+            generated.size_bytes / 1e6,
+            outcome.seconds,
+            size / outcome.seconds,
+            outcome.peak_rss_kib * 1024 / 1e6,
+            status,
+            lxml_seconds,
+            lxml_rate,
+            lxml_rss,
+            sample_size,
+            xs_seconds,
+            xs_rate,
+            lxml_rate / xs_rate,
+        )
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'RSS MB':>7}  "
+        f"{'lxml XSD inv/s':>14} {'RSS MB':>7}  {'xmlschema inv/s':>15} {'ratio':>6}  targets"
+    ]
+    for r in results:
+        targets = "-"
+        if r.size == TARGET_SIZE:
+            met = r.invoices_per_s >= TARGET_INVOICES_PER_S and r.peak_rss_mb <= TARGET_PEAK_RSS_MB
+            targets = "met" if met else f"MISSED (>= {TARGET_INVOICES_PER_S}/s, <= {TARGET_PEAK_RSS_MB:.0f} MB)"
+        lines.append(
+            f"{r.size:>10,} {r.file_mb:>6.0f} {r.ingest_seconds:>9.1f} {r.invoices_per_s:>8,.0f} "
+            f"{r.peak_rss_mb:>7.0f}  "
+            f"{r.lxml_invoices_per_s:>14,.0f} {r.lxml_peak_rss_mb:>7.0f}  {r.xmlschema_invoices_per_s:>15,.0f} "
+            f"{r.ratio:>5.0f}x  {targets}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=sizes, default=[100_000, 1_000_000])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--database-url", default=None, help="default: SQLite in the data folder")
+    parser.add_argument("--xmlschema-max", type=int, default=100_000, help="largest file given to xmlschema")
+    parser.add_argument("--tmp-dir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    started = datetime.now(UTC)
+    results = []
+    for size in args.sizes:
+        began = time.perf_counter()
+        results.append(bench(size, args))
+        print(f"{size:,} invoices done in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+    print(table(results))
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"xml-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "started_at": started.isoformat(),
+                "commit": git_commit(),
+                "database_url": masked(args.database_url),
+                "cpus": os.cpu_count(),
+                "results": [asdict(r) for r in results],
+            },
+            indent=2,
+        ),
+        "utf-8",
+    )
+    print(f"results: {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
