@@ -60,11 +60,11 @@ def move_into_archive(source: Path, data_dir: Path, relpath: str) -> Path:
     target = data_dir / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     os.rename(source, target)
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +16,15 @@ from gateway import __version__
 from gateway.app import PARSERS, App, build_app, fixed_clock, system_clock
 from gateway.config import Administration, Config, load_config
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
+from gateway.intake import is_marker_name, marker_name
 from gateway.logs import configure_logging
-from gateway.pipeline import copy_into_claimed
+from gateway.pipeline import RunResult, copy_into_claimed
 from gateway.render import problems_block, run_summary, table
 from gateway.runs import get_run, list_runs, run_as_dict
 from gateway.store import transaction
-from gateway.validate import validate_file
+from gateway.validate import ARCHIVE_KINDS, validate_archive, validate_file
 from gateway.views import list_invoices
+from parsers.detect import sniff
 
 EX_UNAVAILABLE = 69
 
@@ -106,7 +109,17 @@ def cmd_validate(ctx: Context) -> int:
     if not source.is_file():
         print(f"payt-gateway: {source}: no such file", file=sys.stderr)
         return 1
-    result = validate_file(source, configured, PARSERS, admin)
+    with source.open("rb") as stream:
+        kind = sniff(stream)
+    if kind in ARCHIVE_KINDS:
+        result = validate_archive(source, kind, lambda member: validate_file(member, configured, PARSERS, admin))
+    else:
+        result = validate_file(source, configured, PARSERS, admin)
+    ctx.emit(result, "\n".join(_validation_lines(result)))
+    return 0 if result["valid"] else 1
+
+
+def _validation_lines(result: dict[str, Any]) -> list[str]:
     human = [
         f"{result['file']}: {'valid' if result['valid'] else 'INVALID'} ({result['format']}, "
         f"{result['rows']} rows, {result['detected']})"
@@ -115,20 +128,48 @@ def cmd_validate(ctx: Context) -> int:
         block = problems_block(result[title], title)
         if block:
             human.append(block)
-    ctx.emit(result, "\n".join(human))
-    return 0 if result["valid"] else 1
+    for member in result.get("members", []):
+        human += ["", *_validation_lines(member)]
+    return human
 
 
 def cmd_ingest(ctx: Context) -> int:
-    _admin(ctx, ctx.args.administration)
+    admin = _admin(ctx, ctx.args.administration)
     source = Path(ctx.args.file)
     if not source.is_file():
         print(f"payt-gateway: {source}: no such file", file=sys.stderr)
         return 1
+    if is_marker_name(source.name):
+        print(f"payt-gateway: {source}: a done marker is not data; ingest the file it marks", file=sys.stderr)
+        return 1
+    if admin.require_done_marker and not source.with_name(marker_name(source.name)).is_file():
+        print(
+            f"payt-gateway: administration {admin.code} requires done markers and {marker_name(source.name)} "
+            "is not beside the file",
+            file=sys.stderr,
+        )
+        return 1
     delivery = copy_into_claimed(ctx.config, ctx.args.administration, source, ctx.app.clock())
-    result = ctx.app.pipeline.process(delivery)
-    ctx.emit(result.run, run_summary(result.run))
-    return 0 if result.status == "performed" else 1
+    return _emit_processed(ctx, ctx.app.pipeline.process(delivery))
+
+
+def _emit_processed(ctx: Context, result: RunResult) -> int:
+    """The run; for an archive with its members' runs under ``members``. 0 when all were performed."""
+    run, human = _with_members(result)
+    ctx.emit(run, human)
+    return 0 if _all_performed(result) else 1
+
+
+def _with_members(result: RunResult) -> tuple[dict[str, Any], str]:
+    if result.run.get("format") not in ("zip", "gzip"):
+        return result.run, run_summary(result.run)
+    members = [_with_members(m) for m in result.members]
+    human = "\n".join([run_summary(result.run), *(textwrap.indent(text, "  ") for _, text in members)])
+    return {**result.run, "members": [run for run, _ in members]}, human
+
+
+def _all_performed(result: RunResult) -> bool:
+    return result.status == "performed" and all(_all_performed(m) for m in result.members)
 
 
 IMPORT_COLUMNS = [
@@ -222,9 +263,7 @@ def _retry(ctx: Context, run_id: int) -> int:
         name=row.file_name,
         trigger="retry",
     )
-    result = ctx.app.pipeline.process(delivery)
-    ctx.emit(result.run, run_summary(result.run))
-    return 0 if result.status == "performed" else 1
+    return _emit_processed(ctx, ctx.app.pipeline.process(delivery))
 
 
 def cmd_release(ctx: Context) -> int:

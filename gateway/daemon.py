@@ -18,6 +18,7 @@ from gateway.errors import TransientError
 from gateway.pipeline import Delivery
 from gateway.runs import mark_interrupted
 from gateway.store import transaction
+from gateway.unpack import clear_work_folders
 from gateway.watcher import Claimed, Intake, Refused
 
 log = structlog.get_logger("gateway.daemon")
@@ -39,6 +40,7 @@ class Daemon:
             interrupted = mark_interrupted(conn, self.app.clock())
         if interrupted:
             log.warning("runs_interrupted", count=interrupted)
+        clear_work_folders(self.app.config.data_dir)
         self.intake.start()
         self.worker.start()
         log.info(
@@ -99,7 +101,7 @@ class Daemon:
 
     def _handle(self, item: Claimed | Refused) -> bool:
         """Process one item; False when it was deferred (the database is away) and stays claimed."""
-        delivery = Delivery(item.administration, item.original_name, item.path)
+        delivery = Delivery(item.administration, item.original_name, item.path, marker=item.marker)
         try:
             if isinstance(item, Refused):
                 self.app.pipeline.refuse(delivery, item.reason)

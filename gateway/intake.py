@@ -16,6 +16,9 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 
 TEMPORARY_SUFFIXES = (".part", ".tmp", ".filepart")
+MARKER_SUFFIX = ".done"
+MAX_MARKER_BYTES = 4096
+ORPHAN_MARKER_SECONDS = 600.0  # a done marker alone this long is reported (once); it is never processed
 TEMPORARY_PREFIXES = (".", "~")
 CLAIM_SEPARATOR = "__"
 NAME_MAX_BYTES = 255
@@ -27,6 +30,20 @@ _CLAIMED_NAME = re.compile(r"^(\d{8}T\d{12}Z)-([0-9a-f]{8})__(.+)$", re.DOTALL)
 def is_temporary_name(name: str) -> bool:
     """An in-progress upload (FORMATS.md §4): never read, never claimed."""
     return name.startswith(TEMPORARY_PREFIXES) or name.lower().endswith(TEMPORARY_SUFFIXES)
+
+
+def is_marker_name(name: str) -> bool:
+    """``NAME.done``: a done marker (FORMATS.md §4), never data."""
+    return name.endswith(MARKER_SUFFIX) and len(name) > len(MARKER_SUFFIX)
+
+
+def marker_name(name: str) -> str:
+    return name + MARKER_SUFFIX
+
+
+def marked_name(marker: str) -> str:
+    """The name of the file a marker is for."""
+    return marker[: -len(MARKER_SUFFIX)]
 
 
 class Arrival(enum.Enum):
@@ -104,17 +121,27 @@ class SettleTracker:
     def __init__(self, settle_seconds: float) -> None:
         self.settle_seconds = settle_seconds
         self._seen: dict[PurePath, Observation] = {}
+        self._parked: set[PurePath] = set()
 
     def observe(self, path: PurePath, signature: Signature, arrival: Arrival, now: float) -> Observation:
-        observation = next_observation(self._seen.get(path), signature, arrival, now)
+        previous = self._seen.get(path)
+        observation = next_observation(previous, signature, arrival, now)
         self._seen[path] = observation
+        if observation != previous:
+            self._parked.discard(path)
         return observation
+
+    def park(self, path: PurePath) -> None:
+        """Keep what is known about ``path`` but stop waking for it (a file waiting for its done marker)."""
+        if path in self._seen:
+            self._parked.add(path)
 
     def restart(self, path: PurePath, now: float) -> None:
         """Start the quiet period again (after a claim that failed for a reason that may pass)."""
         previous = self._seen.get(path)
         if previous is not None:
             self._seen[path] = Observation(previous.signature, now, Arrival.WRITTEN)
+            self._parked.discard(path)
 
     def decide(self, path: PurePath, current: Signature, now: float) -> Readiness:
         observation = self._seen.get(path)
@@ -127,13 +154,14 @@ class SettleTracker:
 
     def forget(self, path: PurePath) -> None:
         self._seen.pop(path, None)
+        self._parked.discard(path)
 
     def paths(self) -> list[PurePath]:
         return list(self._seen)
 
     def next_deadline(self) -> float | None:
         """The earliest time a tracked file becomes ready if nothing changes; None when nothing is tracked."""
-        times = [ready_at(o, self.settle_seconds) for o in self._seen.values()]
+        times = [ready_at(o, self.settle_seconds) for p, o in self._seen.items() if p not in self._parked]
         return min(times) if times else None
 
 
@@ -146,6 +174,70 @@ def decide_refusal(mode: int, nlink: int) -> str | None:
     if nlink > 1:
         return "hard link"
     return None
+
+
+class MarkerState(enum.Enum):
+    """A data file's done marker, as the watcher found it beside the file."""
+
+    MISSING = "missing"
+    NOT_REGULAR = "not_regular"  # a symlink, hard link or special file: refused with its file
+    SETTLING = "settling"  # present, still being written or not quiet yet
+    READY = "ready"
+
+
+class Gate(enum.Enum):
+    CLAIM = "claim"
+    WAIT = "wait"  # the file itself is not complete yet
+    WAIT_FOR_MARKER = "wait_for_marker"  # complete, but its marker is missing or not complete
+    REFUSE = "refuse"  # claimed with its marker and refused without being read
+
+
+def decide_gate(require_marker: bool, file: Readiness, marker: MarkerState) -> Gate:
+    """May a complete-looking file be claimed? With ``require_done_marker`` only once ``NAME.done`` is there
+    and complete too (the settle rules apply to both)."""
+    if file is not Readiness.READY:
+        return Gate.WAIT
+    if not require_marker:
+        return Gate.CLAIM
+    if marker is MarkerState.NOT_REGULAR:
+        return Gate.REFUSE
+    if marker is MarkerState.READY:
+        return Gate.CLAIM
+    return Gate.WAIT_FOR_MARKER
+
+
+_SHA256_WORD = re.compile(rb"(?<![0-9A-Za-z])[0-9A-Fa-f]{64}(?![0-9A-Za-z])")
+
+
+def decide_marker_content(content: bytes, sha256: str) -> tuple[str, str] | None:
+    """(code, message) when a done marker condemns its file; None when it is empty or its SHA-256 matches.
+
+    A marker is empty (whitespace only) or holds the file's SHA-256 once: the bare hex digest, or the line
+    ``sha256sum`` or ``shasum -a 256`` (GNU or BSD style) prints for the file.
+    """
+    if len(content) > MAX_MARKER_BYTES:
+        return "done_marker_invalid", (
+            f"the done marker holds {len(content):,} bytes; it must be empty or hold the file's SHA-256"
+        )
+    if not content.strip():
+        return None
+    digests = {d.lower().decode("ascii") for d in _SHA256_WORD.findall(content)}
+    if len(digests) != 1:
+        return "done_marker_invalid", (
+            "the done marker is neither empty nor holds one SHA-256 (64 hexadecimal digits); the file was not imported"
+        )
+    expected = digests.pop()
+    if expected != sha256:
+        return "done_marker_mismatch", (
+            f"the file is corrupt or incomplete: its SHA-256 is {sha256}, but its done marker says {expected}; "
+            "deliver the file again"
+        )
+    return None
+
+
+def is_orphan_marker_due(alone_since: float, now: float, after_seconds: float = ORPHAN_MARKER_SECONDS) -> bool:
+    """A done marker without its file is reported once it has been alone ``after_seconds``."""
+    return now - alone_since >= after_seconds
 
 
 class Place(enum.Enum):
@@ -184,20 +276,30 @@ def locate(inbox: PurePath, path: PurePath, administrations: Collection[str]) ->
     return Location(Place.CANDIDATE, code, name)
 
 
+def _escape(name: str) -> str:
+    """A member of an archive is named ``archive.zip/member``: '/' (and '%') are escaped in claimed names."""
+    return name.replace("%", "%25").replace("/", "%2F")
+
+
+def _unescape(name: str) -> str:
+    return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", name)
+
+
 def make_claimed_name(received_at: datetime, token: str, original_name: str) -> str:
-    """``<UTC time>-<token>__<original name>``, shortened (keeping a short extension) to fit NAME_MAX."""
+    """``<UTC time>-<token>__<original name>``, shortened (keeping a short extension) to fit NAME_MAX with
+    room for a done marker's suffix (``<claimed name>.done``)."""
     if not re.fullmatch(r"[0-9a-f]{8}", token):
         raise ValueError(f"claim token must be 8 lowercase hex digits, got {token!r}")
     prefix = f"{received_at.astimezone(UTC).strftime(_PREFIX_TIME)}-{token}{CLAIM_SEPARATOR}"
-    room = NAME_MAX_BYTES - len(prefix)
+    room = NAME_MAX_BYTES - len(prefix) - len(MARKER_SUFFIX)
     stem, dot, extension = original_name.rpartition(".")
-    if dot and stem and len(extension) <= _KEPT_SUFFIX_MAX:
+    if dot and stem and len(extension) <= _KEPT_SUFFIX_MAX and "/" not in extension:
         suffix = dot + extension
     else:
         stem, suffix = original_name, ""
-    while stem and len(os.fsencode(stem + suffix)) > room:
+    while stem and len(os.fsencode(_escape(stem + suffix))) > room:
         stem = stem[:-1]
-    return prefix + stem + suffix
+    return prefix + _escape(stem + suffix)
 
 
 def parse_claimed_name(name: str) -> tuple[datetime, str] | None:
@@ -209,4 +311,4 @@ def parse_claimed_name(name: str) -> tuple[datetime, str] | None:
         received = datetime.strptime(match.group(1), _PREFIX_TIME)
     except ValueError:
         return None
-    return received.replace(tzinfo=UTC), match.group(3)
+    return received.replace(tzinfo=UTC), _unescape(match.group(3))

@@ -8,6 +8,7 @@ committed run at the next attempt and completes the archive move.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import shutil
 import time
@@ -24,12 +25,13 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.apply import RunContext, reconcile_staged
 from gateway.archive import archive_relpath, hash_stream, move_into_archive, write_report
+from gateway.archive_plan import is_member, nested_archive_error
 from gateway.config import Administration, Config
 from gateway.errors import RejectFile, TransientError
 from gateway.ignore import IgnoreLists
-from gateway.intake import make_claimed_name
+from gateway.intake import MARKER_SUFFIX, MAX_MARKER_BYTES, decide_marker_content, make_claimed_name
 from gateway.reconcile import Counts
-from gateway.records import Problem, Snapshot, error
+from gateway.records import Problem, Snapshot, error, notice
 from gateway.runs import (
     ensure_file,
     find_prior_run,
@@ -42,6 +44,7 @@ from gateway.runs import (
 )
 from gateway.staging import StagePolicy, drop_stage, stage_snapshot
 from gateway.store import ensure_administration, transaction
+from gateway.unpack import claim_members, unpack, work_folder
 from parsers.detect import Kind, open_items_format, sniff
 
 ParseFn = Callable[[BinaryIO, Administration], Snapshot]
@@ -59,6 +62,7 @@ class Delivery:
     original_name: str
     path: Path
     trigger: str = "delivery"
+    marker: Path | None = None  # its claimed done marker (``NAME.done``), archived beside it
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class RunResult:
     run_id: int
     status: str
     run: dict[str, Any]
+    members: tuple[RunResult, ...] = ()  # an archive's members, each its own run
+    unpacked: tuple[Delivery, ...] = ()  # an archive's members, claimed and not yet processed
 
 
 class Pipeline:
@@ -93,11 +99,15 @@ class Pipeline:
         try:
             with self.open_file(delivery.path) as stream:
                 sha256, size = hash_stream(stream)
+                marker_problem = self._check_marker(delivery, sha256)
                 kind = sniff(stream)
-                result = self._process(delivery, admin, stream, sha256, size, kind, now)
+                result = self._process(delivery, admin, stream, sha256, size, kind, now, marker_problem)
         except OSError as exc:
             result = self._refuse(delivery, f"the file cannot be read safely: {exc.strerror or exc}", now)
         self._log(result, delivery, time.monotonic() - started)
+        if result.unpacked:  # an archive: each member as if delivered on its own, in the archive's order
+            members = tuple(self.process(member) for member in result.unpacked)
+            result = dataclasses.replace(result, members=members, unpacked=())
         return result
 
     def refuse(self, delivery: Delivery, reason: str) -> RunResult:
@@ -144,6 +154,7 @@ class Pipeline:
         size: int,
         kind: Kind,
         now: datetime,
+        marker_problem: Problem | None = None,
     ) -> RunResult:
         with transaction(self.engine) as conn:
             admin_id = ensure_administration(conn, admin.code, admin.name, now)
@@ -151,9 +162,11 @@ class Pipeline:
             file_id = ensure_file(conn, admin_id, sha256, size, delivery.original_name, now)
             if prior is not None and prior.archived_path and not (self.config.data_dir / prior.archived_path).exists():
                 # Crash after the commit, before the archive move: finish the move, no new run.
-                move_into_archive(delivery.path, self.config.data_dir, prior.archived_path)
+                self._archive(delivery, prior.archived_path)
                 log.info("archive_completed", run_id=prior.id, archived_path=prior.archived_path)
                 return RunResult(prior.id, prior.status, run_as_dict(conn, get_run(conn, prior.id)))  # type: ignore[arg-type]
+            if marker_problem is not None:
+                prior = None  # a corrupt file is rejected, even when its content was seen before
             status = "duplicate" if prior is not None else "in_progress"
             run_id = start_run(
                 conn,
@@ -170,19 +183,23 @@ class Pipeline:
         if prior is not None:
             relpath = archive_relpath("duplicate", admin.code, now, run_id, sha256, delivery.original_name)
             reason = f"the same content was already processed in run {prior.id} ({prior.status})"
-            return self._finish_simple(run_id, "duplicate", reason, [], delivery.path, relpath)
+            return self._finish_simple(run_id, "duplicate", reason, [], delivery, relpath)
         relpath = archive_relpath("archived", admin.code, now, run_id, sha256, delivery.original_name)
         ctx = RunContext(admin_id, run_id, now, now.astimezone(admin_zone(admin)).date())
+        unpacked: list[Delivery] = []
         try:
-            if kind in DOCUMENT_KINDS or kind in ARCHIVE_KINDS:
+            if marker_problem is not None:
+                raise RejectFile([marker_problem])
+            if kind in ARCHIVE_KINDS:
+                unpacked = self._unpack(delivery, kind, stream, ctx, relpath)
+            elif kind in DOCUMENT_KINDS:
                 raise RejectFile([error("unsupported_file", f"{kind} files are not supported yet")])
-            with transaction(self.engine) as conn:
-                status = self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
+            else:
+                with transaction(self.engine) as conn:
+                    status = self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
         except RejectFile as exc:
             relpath = archive_relpath("rejected", admin.code, now, run_id, sha256, delivery.original_name)
-            return self._finish_simple(
-                run_id, "rejected", exc.problems[0].message, exc.problems, delivery.path, relpath
-            )
+            return self._finish_simple(run_id, "rejected", exc.problems[0].message, exc.problems, delivery, relpath)
         except TransientError:
             self._mark_failed(run_id, "the database was unavailable; the file stays claimed and is tried again")
             raise
@@ -194,9 +211,9 @@ class Pipeline:
                 f"internal error while processing the file ({type(exc).__name__}); "
                 "the file is kept; retry it after the gateway has been fixed",
             )
-            return self._finish_simple(run_id, "failed", problem.message, [problem], delivery.path, relpath)
-        move_into_archive(delivery.path, self.config.data_dir, relpath)
-        return self._result(run_id)
+            return self._finish_simple(run_id, "failed", problem.message, [problem], delivery, relpath)
+        self._archive(delivery, relpath)
+        return dataclasses.replace(self._result(run_id), unpacked=tuple(unpacked))
 
     def _apply(
         self,
@@ -243,6 +260,53 @@ class Pipeline:
         drop_stage(conn)
         return status
 
+    def _unpack(
+        self, delivery: Delivery, kind: Kind, stream: BinaryIO, ctx: RunContext, relpath: str
+    ) -> list[Delivery]:
+        """Extract an archive's members into claimed files, then commit the archive's run as performed with
+        one notice per member. A crash before the commit unpacks it again (its members are then duplicates)."""
+        if is_member(delivery.original_name):
+            raise RejectFile([nested_archive_error(delivery.original_name)])
+        workdir = work_folder(self.config.data_dir, ctx.run_id)
+        try:
+            unpacked = unpack(stream, kind, delivery.original_name, workdir)
+            folder = self.config.claimed_dir / delivery.administration
+            claimed = claim_members(unpacked, delivery.original_name, folder, ctx.now)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        taken = [notice("member_unpacked", f"member {name!r} is processed as its own file") for name, _ in claimed]
+        with transaction(self.engine) as conn:
+            finish_run(
+                conn,
+                ctx.run_id,
+                status="performed",
+                now=self.clock(),
+                counts=Counts(),
+                problems=[*unpacked.notices, *taken],
+                reason=f"unpacked {len(claimed)} member(s)",
+                archived_path=relpath,
+                replace_problems=True,
+            )
+        return [Delivery(delivery.administration, name, path, delivery.trigger) for name, path in claimed]
+
+    def _check_marker(self, delivery: Delivery, sha256: str) -> Problem | None:
+        """The done marker claimed with the file: empty, or the file's SHA-256 (else the file is corrupt)."""
+        if delivery.marker is None:
+            return None
+        try:
+            with self.open_file(delivery.marker) as marker:
+                content = marker.read(MAX_MARKER_BYTES + 1)
+        except OSError as exc:
+            return error("done_marker_invalid", f"the done marker cannot be read safely: {exc.strerror or exc}")
+        found = decide_marker_content(content, sha256)
+        return None if found is None else error(*found)
+
+    def _archive(self, delivery: Delivery, relpath: str) -> None:
+        """Move the file (and first its done marker, as ``<archived>.done``) into the archive."""
+        if delivery.marker is not None and delivery.marker.exists():
+            move_into_archive(delivery.marker, self.config.data_dir, relpath + MARKER_SUFFIX)
+        move_into_archive(delivery.path, self.config.data_dir, relpath)
+
     def _held_run(self, conn: Connection, run_id: int) -> Any:
         row = get_run(conn, run_id)
         if row is None:
@@ -254,7 +318,7 @@ class Pipeline:
     # -- endings ------------------------------------------------------------------------------------------
 
     def _finish_simple(
-        self, run_id: int, status: str, reason: str, problems: list[Problem], source: Path, relpath: str
+        self, run_id: int, status: str, reason: str, problems: list[Problem], delivery: Delivery, relpath: str
     ) -> RunResult:
         with transaction(self.engine) as conn:
             finish_run(
@@ -269,7 +333,7 @@ class Pipeline:
                 replace_problems=True,
             )
             run = run_as_dict(conn, get_run(conn, run_id), limit=None)  # type: ignore[arg-type]
-        move_into_archive(source, self.config.data_dir, relpath)
+        self._archive(delivery, relpath)
         if status in ("rejected", "failed"):
             write_report(self.config.data_dir, relpath, run)
         return self._result(run_id)
@@ -289,7 +353,7 @@ class Pipeline:
             )
         relpath = archive_relpath("rejected", admin.code, now, run_id, None, delivery.original_name)
         problem = error("refused_file", f"refused: {reason}; the file was not read")
-        return self._finish_simple(run_id, "rejected", problem.message, [problem], delivery.path, relpath)
+        return self._finish_simple(run_id, "rejected", problem.message, [problem], delivery, relpath)
 
     def _mark_failed(self, run_id: int, reason: str) -> None:
         try:
@@ -343,9 +407,15 @@ def copy_into_claimed(
     config: Config, administration: str, source: Path, now: datetime, name: str | None = None, trigger: str = "delivery"
 ) -> Delivery:
     """For ``ingest`` and ``rejected retry``: copy a file into the private folder under a claimed name (so a
-    daemon that finds it there after a crash processes it), then process it as delivered."""
+    daemon that finds it there after a crash processes it), then process it as delivered. Its done marker
+    ``NAME.done``, when one lies beside it, is copied along and verified."""
     folder = config.claimed_dir / administration
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / make_claimed_name(now, secrets.token_hex(4), source.name)
     shutil.copyfile(source, target)
-    return Delivery(administration, name or source.name, target, trigger)
+    marker = source.with_name(source.name + MARKER_SUFFIX)
+    claimed_marker = None
+    if marker.is_file():  # a done marker beside it (or archived beside it) is verified as in the inbox
+        claimed_marker = target.with_name(target.name + MARKER_SUFFIX)
+        shutil.copyfile(marker, claimed_marker)
+    return Delivery(administration, name or source.name, target, trigger, claimed_marker)

@@ -6,10 +6,12 @@ in the pipeline, in a scratch in-memory SQLite database.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.archive_plan import member_display_name, nested_archive_error
 from gateway.config import Administration
 from gateway.errors import RejectFile
 from gateway.ignore import IgnoreLists
@@ -17,7 +19,10 @@ from gateway.pipeline import ParseFn, admin_zone, check_administration
 from gateway.records import Problem, Severity, error
 from gateway.staging import StagePolicy, stage_snapshot
 from gateway.store import make_engine, transaction
+from gateway.unpack import unpack
 from parsers.detect import Kind, open_items_format, sniff
+
+ARCHIVE_KINDS = (Kind.ZIP, Kind.GZIP)
 
 
 def validate_file(path: Path, configured: str, parsers: Mapping[str, ParseFn], admin: Administration) -> dict[str, Any]:
@@ -59,4 +64,49 @@ def validate_file(path: Path, configured: str, parsers: Mapping[str, ParseFn], a
         "errors": errors,
         "warnings": [p.as_dict() for p in problems if p.severity is Severity.WARNING],
         "notices": [p.as_dict() for p in problems if p.severity is Severity.NOTICE],
+    }
+
+
+def validate_archive(path: Path, kind: Kind, validate_member: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """A zip or gz: what the daemon would do with it (refuse it as a whole, or unpack it) and each member
+    validated as if delivered on its own, under its delivered name ``ARCHIVE/MEMBER``. Extracted into a
+    temporary folder with the daemon's limits; no database."""
+    members: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="payt-validate-") as tmp, path.open("rb") as stream:
+        try:
+            unpacked = unpack(stream, kind, path.name, Path(tmp))
+        except RejectFile as exc:
+            problems = exc.problems
+        else:
+            problems = list(unpacked.notices)
+            for member in unpacked.members:
+                name = member_display_name(path.name, member.name)
+                with member.path.open("rb") as member_stream:
+                    nested = sniff(member_stream) in ARCHIVE_KINDS
+                result = _refused_member(name, nested_archive_error(name)) if nested else validate_member(member.path)
+                members.append({**result, "file": name})
+    errors = [p.as_dict() for p in problems if p.severity is Severity.ERROR]
+    return {
+        "file": path.name,
+        "format": kind.value,
+        "valid": not errors and all(m["valid"] for m in members),
+        "rows": sum(m["rows"] for m in members),
+        "detected": {},
+        "errors": errors,
+        "warnings": [],
+        "notices": [p.as_dict() for p in problems if p.severity is Severity.NOTICE],
+        "members": members,
+    }
+
+
+def _refused_member(name: str, problem: Problem) -> dict[str, Any]:
+    return {
+        "file": name,
+        "format": None,
+        "valid": False,
+        "rows": 0,
+        "detected": {},
+        "errors": [problem.as_dict()],
+        "warnings": [],
+        "notices": [],
     }

@@ -28,15 +28,24 @@ from watchdog.observers.api import BaseObserver
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
 from gateway.intake import (
+    MARKER_SUFFIX,
+    ORPHAN_MARKER_SECONDS,
     Arrival,
+    Gate,
+    MarkerState,
     Place,
     Readiness,
     SettleTracker,
     Signature,
+    decide_gate,
     decide_refusal,
+    is_marker_name,
+    is_orphan_marker_due,
     is_temporary_name,
     locate,
     make_claimed_name,
+    marked_name,
+    marker_name,
     merge_arrival,
     parse_claimed_name,
 )
@@ -53,6 +62,7 @@ class Claimed:
     original_name: str
     path: Path
     received_at: datetime
+    marker: Path | None = None  # its done marker, claimed beside it as ``<path>.done``
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class Refused:
     original_name: str
     path: Path
     reason: str
+    marker: Path | None = None
 
 
 class ClaimedFileError(GatewayError, OSError):
@@ -147,11 +158,14 @@ class Intake:
         clock: Callable[[], float] = time.monotonic,
         *,
         wall_clock: Callable[[], datetime] = _utc_now,
+        orphan_marker_seconds: float = ORPHAN_MARKER_SECONDS,
     ) -> None:
         self._config = config
         self._inbox = config.inbox_dir
         self._claimed = config.claimed_dir
         self._codes = frozenset(config.administrations)
+        self._marked = frozenset(c for c, a in config.administrations.items() if a.require_done_marker)
+        self._orphan_marker_seconds = orphan_marker_seconds
         self._clock = clock
         self._wall_clock = wall_clock
         self._lock = threading.Lock()
@@ -299,12 +313,56 @@ class Intake:
         now = self._clock()
         signature = _signature(st)
         self._tracker.observe(path, signature, arrival, now)
-        if self._tracker.decide(path, signature, now) is not Readiness.READY:
+        if is_marker_name(location.name):
+            return self._consider_marker(path, location.administration, now)
+        required = location.administration in self._marked
+        marker = path.with_name(marker_name(location.name))
+        gate = decide_gate(required, self._tracker.decide(path, signature, now), self._marker_state(marker, now))
+        if gate is Gate.WAIT:
             return None
-        return self._claim(path, location.administration, location.name, st, now)
+        if gate is Gate.WAIT_FOR_MARKER:
+            self._tracker.park(path)  # woken again by the marker's own events or sweeps
+            return None
+        return self._claim(
+            path, location.administration, location.name, st, now, marker if required else None, gate is Gate.REFUSE
+        )
+
+    def _marker_state(self, marker: Path, now: float) -> MarkerState:
+        try:
+            st = os.lstat(marker)
+        except OSError:
+            return MarkerState.MISSING
+        if decide_refusal(st.st_mode, st.st_nlink) is not None:
+            return MarkerState.NOT_REGULAR
+        self._tracker.observe(marker, _signature(st), Arrival.SEEN, now)
+        if self._tracker.decide(marker, _signature(st), now) is not Readiness.READY:
+            return MarkerState.SETTLING
+        return MarkerState.READY
+
+    def _consider_marker(self, marker: Path, administration: str, now: float) -> Claimed | Refused | None:
+        """A done marker is never data: it lets its file be taken, and is claimed with it."""
+        if administration not in self._marked:
+            self._tracker.forget(marker)
+            self._report_once(marker, "done_marker_ignored", reason="the administration does not require markers")
+            return None
+        data = marker.with_name(marked_name(marker.name))
+        if os.path.lexists(data):
+            return self._consider(data, Arrival.SEEN)
+        self._tracker.park(marker)
+        observation = self._tracker.get(marker)
+        if observation is not None and is_orphan_marker_due(observation.since, now, self._orphan_marker_seconds):
+            self._report_once(marker, "done_marker_without_file", administration=administration)
+        return None
 
     def _claim(
-        self, path: Path, administration: str, name: str, seen: os.stat_result, now: float
+        self,
+        path: Path,
+        administration: str,
+        name: str,
+        seen: os.stat_result,
+        now: float,
+        marker: Path | None = None,
+        refuse_marker: bool = False,
     ) -> Claimed | Refused | None:
         try:
             st = os.lstat(path)  # look again right before the rename
@@ -330,15 +388,29 @@ class Intake:
             _log().error("file_claim_failed", administration=administration, file=name, error=exc.strerror)
             return None
         self._tracker.forget(path)
+        claimed_marker = self._claim_marker(marker, target, administration, name) if marker else None
         after = os.lstat(target)  # in our private folder: what we decide on cannot change any more
         if (after.st_dev, after.st_ino) != (st.st_dev, st.st_ino):
             _log().warning("file_replaced_during_claim", administration=administration, file=name)
         reason = decide_refusal(after.st_mode, after.st_nlink)
+        if reason is None and refuse_marker:
+            reason = "its done marker is a symlink, hard link or special file"
         if reason is not None:
             _log().warning("file_refused", administration=administration, file=name, reason=reason)
-            return Refused(administration, name, target, reason)
+            return Refused(administration, name, target, reason, claimed_marker)
         _log().info("file_claimed", administration=administration, file=name, size=after.st_size)
-        return Claimed(administration, name, target, received_at)
+        return Claimed(administration, name, target, received_at, claimed_marker)
+
+    def _claim_marker(self, marker: Path, target: Path, administration: str, name: str) -> Path | None:
+        """After its file (a crash in between leaves the marker in the inbox; ``recover_claimed`` takes it)."""
+        self._tracker.forget(marker)
+        partner = target.with_name(target.name + MARKER_SUFFIX)
+        try:
+            os.rename(marker, partner)
+        except OSError as exc:
+            _log().warning("done_marker_vanished", administration=administration, file=name, error=exc.strerror)
+            return None
+        return partner
 
     def recover_claimed(self) -> list[Claimed | Refused]:
         """Files a crash left in ``claimed/<CODE>/`` (only names this intake made), oldest first."""
@@ -347,7 +419,9 @@ class Intake:
             if not folder.is_dir(follow_symlinks=False) or folder.name not in self._codes:
                 self._report_once(Path(folder.path), "claimed_entry_ignored", reason="no such administration")
                 continue
-            for entry in sorted(_scan(Path(folder.path)), key=lambda e: e.name):
+            entries = sorted(_scan(Path(folder.path)), key=lambda e: e.name)
+            names = {e.name for e in entries}
+            for entry in entries:
                 parsed = parse_claimed_name(entry.name)
                 path = Path(entry.path)
                 try:
@@ -357,15 +431,36 @@ class Intake:
                 if parsed is None or stat.S_ISDIR(st.st_mode):
                     self._report_once(path, "claimed_entry_ignored", reason="not named by the intake")
                     continue
+                if is_marker_name(entry.name):
+                    if marked_name(entry.name) not in names:
+                        self._report_once(path, "claimed_entry_ignored", reason="a done marker without its file")
+                    continue
                 received_at, original = parsed
+                marker = self._recover_marker(folder.name, original, path, names)
                 reason = decide_refusal(st.st_mode, st.st_nlink)
                 if reason is not None:
-                    results.append(Refused(folder.name, original, path, reason))
+                    results.append(Refused(folder.name, original, path, reason, marker))
                 else:
-                    results.append(Claimed(folder.name, original, path, received_at))
+                    results.append(Claimed(folder.name, original, path, received_at, marker))
         if results:
             _log().info("claimed_files_recovered", count=len(results))
         return results
+
+    def _recover_marker(self, code: str, original: str, path: Path, names: set[str]) -> Path | None:
+        """The claimed file's marker; one a crash left in the inbox (between the two renames) is claimed now."""
+        partner = path.with_name(path.name + MARKER_SUFFIX)
+        if partner.name in names:
+            return partner
+        if code not in self._marked or "/" in original:
+            return None
+        left = self._inbox / code / marker_name(original)
+        try:
+            st = os.lstat(left)
+        except OSError:
+            return None
+        if decide_refusal(st.st_mode, st.st_nlink) is not None:
+            return None
+        return self._claim_marker(left, path, code, original)
 
     # -- helpers ----------------------------------------------------------------------------------------
 

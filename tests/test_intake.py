@@ -208,7 +208,7 @@ RECEIVED = datetime(2025, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     "original",
-    ["open_items.csv", "a__b__c.csv", "facturen 2025 (€).xml", "noextension", ".weird", "x" * 220],
+    ["open_items.csv", "a__b__c.csv", "facturen 2025 (€).xml", "noextension", ".weird", "x" * 215],
 )
 def test_claimed_name_round_trip(original: str) -> None:
     name = make_claimed_name(RECEIVED, "0a1b2c3d", original)
@@ -219,10 +219,25 @@ def test_claimed_name_round_trip(original: str) -> None:
 def test_claimed_name_fits_name_max_and_keeps_the_extension() -> None:
     original = "é" * 200 + ".csv"  # 404 bytes in UTF-8
     name = make_claimed_name(RECEIVED, "0a1b2c3d", original)
-    assert len(os.fsencode(name)) <= NAME_MAX_BYTES
+    assert len(os.fsencode(name + ".done")) <= NAME_MAX_BYTES, "room for the done marker's claimed name"
     assert name.endswith("éé.csv")
     parsed = parse_claimed_name(name)
     assert parsed is not None and parsed[0] == RECEIVED
+
+
+@pytest.mark.parametrize(
+    "original",
+    ["export.zip/open-items.csv", "100%.csv", "a%2Fb.csv", "x.gz/x%25.csv", "%", "a.zip/" + "é" * 200 + ".pdf"],
+)
+def test_claimed_names_of_archive_members_round_trip(original: str) -> None:
+    name = make_claimed_name(RECEIVED, "0a1b2c3d", original)
+    assert "/" not in name and len(os.fsencode(name)) <= NAME_MAX_BYTES - len(".done")
+    parsed = parse_claimed_name(name)
+    assert parsed is not None
+    if len(original) < 100:
+        assert parsed == (RECEIVED, original)
+    else:  # shortened, but still a member of the same archive with the same extension
+        assert parsed[1].startswith("a.zip/éé") and parsed[1].endswith(".pdf")
 
 
 def test_claimed_name_is_utc() -> None:
