@@ -38,7 +38,7 @@ INVALID = csv_rows(
 )
 
 
-def write_config(root: Path, settle: float = 0.3) -> Path:
+def write_config(root: Path, settle: float = 0.3, extra: str = "") -> Path:
     config = root / "gateway.toml"
     config.write_text(
         f"""
@@ -51,7 +51,7 @@ sweep_seconds = 5
 [administrations.ACME]
 name = "Acme B.V."
 import_mode = "on_delivery"
-""",
+{extra}""",
         "utf-8",
     )
     return config
@@ -121,15 +121,19 @@ class Daemon:
         return code
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
-    config = write_config(tmp_path)
+def started(config: Path) -> Iterator[tuple[Daemon, Path]]:
+    """A daemon that watches its inbox; killed afterwards if a test left it running."""
     d = Daemon(config)
     d.wait_for(lambda: d.events("inbox_watch_started"))
     yield d, config
     if d.proc.poll() is None:
         d.proc.kill()
         d.proc.wait()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
+    yield from started(write_config(tmp_path))
 
 
 def drop_by_rename(inbox: Path, name: str, data: bytes) -> None:
