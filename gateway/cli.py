@@ -18,11 +18,11 @@ from gateway.config import Administration, Config, load_config
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
 from gateway.intake import is_marker_name, marker_name
 from gateway.logs import configure_logging
-from gateway.pipeline import RunResult, copy_into_claimed
+from gateway.pipeline import ARCHIVE_KINDS, RunResult, copy_into_claimed
 from gateway.render import problems_block, run_summary, table
 from gateway.runs import get_run, list_runs, run_as_dict
 from gateway.store import transaction
-from gateway.validate import ARCHIVE_KINDS, validate_archive, validate_file
+from gateway.validate import validate_archive, validate_file
 from gateway.views import list_invoices
 from parsers.detect import sniff
 

@@ -15,14 +15,12 @@ from gateway.archive_plan import member_display_name, nested_archive_error
 from gateway.config import Administration
 from gateway.errors import RejectFile
 from gateway.ignore import IgnoreLists
-from gateway.pipeline import ParseFn, admin_zone, check_administration
+from gateway.pipeline import ARCHIVE_KINDS, ParseFn, admin_zone, check_administration
 from gateway.records import Problem, Severity, error
 from gateway.staging import StagePolicy, stage_snapshot
 from gateway.store import make_engine, transaction
 from gateway.unpack import unpack
 from parsers.detect import Kind, open_items_format, sniff
-
-ARCHIVE_KINDS = (Kind.ZIP, Kind.GZIP)
 
 
 def validate_file(path: Path, configured: str, parsers: Mapping[str, ParseFn], admin: Administration) -> dict[str, Any]:
