@@ -6,14 +6,14 @@ Only here are concrete parsers named. Nothing creates engines, sockets or thread
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
 
 from gateway.config import Administration, Config
-from gateway.pipeline import ParseFn, Pipeline
+from gateway.pipeline import Delivery, ParseFn, Pipeline, RunResult
 from gateway.records import Snapshot
 from gateway.store import make_engine, migrate
 from gateway.watcher import open_claimed
@@ -21,6 +21,7 @@ from parsers.payt_csv import CsvOptions, parse_payt_csv
 from parsers.payt_xml import XmlOptions, parse_payt_xml
 
 Clock = Callable[[], datetime]
+RunHook = Callable[[Delivery, RunResult], None]
 
 
 def system_clock() -> datetime:
@@ -63,6 +64,7 @@ class App:
     engine: Engine
     pipeline: Pipeline
     clock: Clock
+    run_hooks: list[RunHook] = field(default_factory=list)  # called by the daemon after each processed file
 
 
 def build_app(config: Config, clock: Clock = system_clock, run_migrations: bool = True) -> App:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from gateway import __version__
 from gateway.app import PARSERS, App, build_app, fixed_clock, system_clock
+from gateway.cli_sftp import add_sftp_commands
 from gateway.config import Administration, Config, load_config
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
 from gateway.intake import is_marker_name, marker_name
@@ -353,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--administration")
     p.add_argument("--status", choices=["open", "paid", "all"], default="open")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
+    add_sftp_commands(sub)
     return parser
 
 

@@ -83,6 +83,24 @@ class DocumentSettings:
 
 
 @dataclass(frozen=True)
+class PullSettings:
+    """Fetch files from the intermediary's own SFTP server (issue 4 item 6). The private key is the credential
+    ``PULL_KEY`` of the administration, never a key of this file."""
+
+    host: str
+    user: str
+    port: int = 22
+    remote_dir: str = "."
+    pattern: str = "*"
+    poll_seconds: float = 300.0
+    fingerprint: str = ""  # "SHA256:..." as ssh-keygen -l prints it
+    known_hosts: Path | None = None  # an OpenSSH known_hosts file (relative to data_dir)
+    after: str = "delete"  # delete | move | keep
+    move_to: str = ""  # the remote folder for after = "move"
+    timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class Administration:
     code: str
     name: str
@@ -102,6 +120,28 @@ class Administration:
     documents: DocumentSettings = field(default_factory=DocumentSettings)
     require_done_marker: bool = False
     connector: Mapping[str, Any] = field(default_factory=dict)
+    pull: PullSettings | None = None
+
+
+@dataclass(frozen=True)
+class SftpSettings:
+    """The embedded SFTP server (DESIGN.md "SFTP server hardening"). Sizes in bytes, times in seconds."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = 2222  # 0: any free port (the bound port is logged in sftp_started)
+    host_key: Path = Path("ssh_host_ed25519_key")  # relative to data_dir; generated once, mode 0600
+    max_file_bytes: int = 2 * 1024**3
+    quota_bytes: int = 10 * 1024**3  # uploads in progress plus uploaded files not yet imported, per account
+    max_sessions: int = 64
+    idle_timeout: float = 900.0
+    keepalive_seconds: float = 30.0
+    login_timeout: float = 30.0
+    failure_delay: float = 2.0  # after each failed login attempt
+    max_failures: int = 5  # within failure_window: the address and the account are banned
+    failure_window: float = 600.0
+    ban_seconds: float = 900.0
+    feedback_days: float = 30.0  # feedback files older than this are removed
 
 
 @dataclass(frozen=True)
@@ -111,7 +151,7 @@ class Config:
     timezone: str = "Europe/Amsterdam"
     settle_seconds: float = 2.0
     sweep_seconds: float = 60.0
-    sftp: Mapping[str, Any] = field(default_factory=dict)
+    sftp: SftpSettings = field(default_factory=SftpSettings)
     http: Mapping[str, Any] = field(default_factory=dict)
     sender: Mapping[str, Any] = field(default_factory=dict)
     administrations: Mapping[str, Administration] = field(default_factory=dict)
@@ -330,7 +370,69 @@ def _regex_problem(value: Any) -> str | None:
     return None
 
 
-def _administration(code: str, table: Mapping[str, Any], gateway_tz: str, problems: list[str]) -> Administration:
+AFTER_PULL = ("delete", "move", "keep")
+FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
+
+
+def _pull(table: Mapping[str, Any], prefix: str, data_dir: Path, problems: list[str]) -> PullSettings | None:
+    if not table:
+        return None
+    r = _Reader(table, prefix, problems)
+    d = PullSettings(host="", user="")
+    known_hosts = r.text("known_hosts", "")
+    s = PullSettings(
+        host=r.text("host", ""),
+        user=r.text("user", ""),
+        port=r.integer("port", d.port, 1, 65535),
+        remote_dir=r.text("remote_dir", d.remote_dir),
+        pattern=r.text("pattern", d.pattern),
+        poll_seconds=r.number("poll_seconds", d.poll_seconds, 1.0, 86400.0),
+        fingerprint=r.text("fingerprint", "", FINGERPRINT),
+        known_hosts=(data_dir / known_hosts) if known_hosts else None,
+        after=r.choice("after", d.after, AFTER_PULL),
+        move_to=r.text("move_to", ""),
+        timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, 1.0, 600.0),
+    )
+    for name in ("host", "user"):
+        if name not in table:
+            problems.append(f"{prefix}.{name}: required")
+    if not s.fingerprint and s.known_hosts is None:
+        problems.append(f"{prefix}: set fingerprint (SHA256:...) or known_hosts; an unpinned host key is refused")
+    if s.after == "move" and not s.move_to:
+        problems.append(f'{prefix}.move_to: required when after = "move"')
+    r.finish()
+    return s
+
+
+def _sftp(table: Mapping[str, Any], data_dir: Path, enabled_default: bool, problems: list[str]) -> SftpSettings:
+    r = _Reader(table, "sftp", problems)
+    d = SftpSettings()
+    day = 86400.0
+    s = SftpSettings(
+        enabled=r.boolean("enabled", enabled_default),
+        bind=r.text("bind", d.bind),
+        port=r.integer("port", d.port, 0, 65535),
+        host_key=data_dir / r.text("host_key", str(d.host_key)),
+        max_file_bytes=r.integer("max_file_bytes", d.max_file_bytes, 1, 2**50),
+        quota_bytes=r.integer("quota_bytes", d.quota_bytes, 1, 2**50),
+        max_sessions=r.integer("max_sessions", d.max_sessions, 1, 1000),
+        idle_timeout=r.number("idle_timeout", d.idle_timeout, 1.0, day),
+        keepalive_seconds=r.number("keepalive_seconds", d.keepalive_seconds, 0.0, 3600.0),
+        login_timeout=r.number("login_timeout", d.login_timeout, 1.0, 600.0),
+        failure_delay=r.number("failure_delay", d.failure_delay, 0.0, 60.0),
+        max_failures=r.integer("max_failures", d.max_failures, 1, 1000),
+        failure_window=r.number("failure_window", d.failure_window, 1.0, day),
+        ban_seconds=r.number("ban_seconds", d.ban_seconds, 0.0, 30 * day),
+        feedback_days=r.number("feedback_days", d.feedback_days, 0.0, 3650.0),
+    )
+    _check_secrets_absent(table, "sftp", problems)
+    r.finish()
+    return s
+
+
+def _administration(
+    code: str, table: Mapping[str, Any], gateway_tz: str, data_dir: Path, problems: list[str]
+) -> Administration:
     prefix = f"administrations.{code}"
     if not ADMIN_CODE.match(code):
         problems.append(f"{prefix}: the administration code must be 1-64 letters, digits, '_', '.' or '-'")
@@ -356,6 +458,7 @@ def _administration(code: str, table: Mapping[str, Any], gateway_tz: str, proble
         documents=_documents(r.table_of("documents"), f"{prefix}.documents", problems),
         require_done_marker=r.boolean("require_done_marker", d.require_done_marker),
         connector=dict(r.table_of("connector")),
+        pull=_pull(r.table_of("pull"), f"{prefix}.pull", data_dir, problems),
     )
     if source != "file" and not admin.connector:
         problems.append(f"{prefix}.connector: an API source ({source}) needs a connector table")
@@ -374,7 +477,8 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
     settle = gw.number("settle_seconds", 2.0, 0.0, 3600.0)
     sweep = gw.number("sweep_seconds", 60.0, 1.0, 86400.0)
     gw.finish()
-    sftp = top.table_of("sftp")
+    # The built-in default (no file) is the embedded setup of CONTRACT.md, SFTP included; a file says so itself.
+    sftp = _sftp(top.table_of("sftp"), data_dir, source == "built-in default", problems)
     http = top.table_of("http")
     sender = top.table_of("sender")
     _check_secrets_absent(sender, "sender", problems)
@@ -385,7 +489,8 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
             problems.append(f"administrations.{code}: must be a table")
             continue
         _check_secrets_absent(table.get("connector", {}), f"administrations.{code}.connector", problems)
-        admins[code] = _administration(code, table, timezone, problems)
+        _check_secrets_absent(table.get("pull", {}), f"administrations.{code}.pull", problems)
+        admins[code] = _administration(code, table, timezone, data_dir, problems)
     top.finish()
     if problems:
         raise ConfigError(problems)
@@ -403,7 +508,7 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
     )
 
 
-SECRET_KEYS = re.compile(r"(password|secret|token|security_code)", re.IGNORECASE)
+SECRET_KEYS = re.compile(r"(password|secret|token|security_code|private_key|passphrase)", re.IGNORECASE)
 
 
 def _check_secrets_absent(table: Any, prefix: str, problems: list[str]) -> None:

@@ -10,12 +10,13 @@ import signal
 import threading
 import time
 from types import FrameType
+from typing import Protocol
 
 import structlog
 
 from gateway.app import App
 from gateway.errors import TransientError
-from gateway.pipeline import Delivery
+from gateway.pipeline import Delivery, RunResult
 from gateway.runs import mark_interrupted
 from gateway.store import transaction
 from gateway.unpack import clear_work_folders
@@ -33,6 +34,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, name="gateway-worker")
         self.worker_failed = False
+        self.services: list[Service] = []
 
     def run(self) -> int:
         self._install_signals()
@@ -42,6 +44,17 @@ class Daemon:
             log.warning("runs_interrupted", count=interrupted)
         clear_work_folders(self.app.config.data_dir)
         self.intake.start()
+        self.services = build_services(self.app)
+        started: list[Service] = []
+        try:
+            for service in self.services:
+                service.start()
+                started.append(service)
+        except BaseException:
+            for service in reversed(started):
+                service.stop()
+            self.intake.stop()
+            raise
         self.worker.start()
         log.info(
             "gateway_started",
@@ -57,6 +70,8 @@ class Daemon:
             self.stopping.set()
             self.intake.wake()
             self.worker.join(timeout=30)
+            for service in reversed(self.services):
+                service.stop()
             self.intake.stop()
         if self.worker_failed or self.worker.is_alive():
             log.error("gateway_stopped", reason="the worker died unexpectedly")
@@ -106,7 +121,8 @@ class Daemon:
             if isinstance(item, Refused):
                 self.app.pipeline.refuse(delivery, item.reason)
             else:
-                self.app.pipeline.process(delivery)
+                result = self.app.pipeline.process(delivery)
+                self._after_run(delivery, result)
         except TransientError as exc:
             log.warning(
                 "file_deferred",
@@ -117,3 +133,33 @@ class Daemon:
             )
             return False
         return True
+
+    def _after_run(self, delivery: Delivery, result: RunResult) -> None:
+        """The hooks (feedback files): a failing hook is logged, never stops the worker."""
+        for hook in self.app.run_hooks:
+            try:
+                hook(delivery, result)
+            except Exception as exc:
+                log.error("run_hook_failed", hook=type(hook).__name__, run_id=result.run_id, error=repr(exc))
+
+
+class Service(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def build_services(app: App) -> list[Service]:
+    """The long-running parts besides intake: the SFTP server and remote pulls, as configured."""
+    services: list[Service] = []
+    if app.config.sftp.enabled:
+        from gateway.feedback import FeedbackWriter
+        from gateway.sftp_server import SftpServer
+
+        server = SftpServer(app.config, app.engine, app.clock)
+        services.append(server)
+        app.run_hooks.append(FeedbackWriter(app.config, app.engine, before=server.ledger.flush))
+    if any(a.pull for a in app.config.administrations.values()):
+        from gateway.sftp_pull import Puller
+
+        services.append(Puller(app.config, app.engine, app.clock))
+    return services
