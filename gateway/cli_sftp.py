@@ -9,23 +9,16 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import ConfigError
 from gateway.render import table
-from gateway.sftp_accounts import (
-    add_account,
-    add_key,
-    list_accounts,
-    remove_account,
-    remove_key,
-    set_disabled,
-    set_password,
-)
-from gateway.sftp_keys import PublicKey, PublicKeyError, hash_password, parse_public_key
 from gateway.store import transaction
 
 if TYPE_CHECKING:
     from gateway.cli import Context
+    from gateway.sftp_keys import PublicKey
 
 
 def read_keys(files: list[str]) -> list[PublicKey]:
+    from gateway.sftp_keys import PublicKeyError, parse_public_key
+
     keys = []
     for name in files:
         try:
@@ -55,6 +48,18 @@ def _check_administrations(ctx: Context, codes: list[str]) -> None:
 
 
 def cmd_sftp_user(ctx: Context) -> int:
+    # paramiko and argon2 are loaded only for these commands, not for every CLI start
+    from gateway.sftp_accounts import (
+        add_account,
+        add_key,
+        list_accounts,
+        remove_account,
+        remove_key,
+        set_disabled,
+        set_password,
+    )
+    from gateway.sftp_keys import hash_password
+
     args = ctx.args
     action = args.action
     now = ctx.app.clock()

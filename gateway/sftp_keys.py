@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -27,7 +28,12 @@ KEY_TYPES = (
 MIN_PASSWORD_LENGTH = 12
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a password of any account")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Made once, on the first login attempt for an unknown account (not at import: it is slow on purpose)."""
+    return _hasher.hash("not a password of any account")
 
 
 class PublicKeyError(ValueError):
@@ -91,6 +97,6 @@ def hash_password(password: str) -> str:
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """True when ``password`` matches; with no stored hash a dummy verification keeps the timing the same."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -91,8 +92,17 @@ class OpenSsh:
 
 
 def paramiko_client(
-    port: int, user: str, *, key: Path | None = None, password: str | None = None
+    port: int, user: str, *, key: Path | None = None, password: str | None = None, source: str = "127.0.0.1"
 ) -> tuple[paramiko.SSHClient, paramiko.SFTPClient]:
+    """Log in and open SFTP; ``source`` is the loopback address the connection comes from."""
+    sock = socket.socket()
+    sock.settimeout(10)
+    sock.bind((source, 0))
+    try:
+        sock.connect(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     pkey = paramiko.Ed25519Key.from_private_key_file(str(key)) if key else None
@@ -107,6 +117,7 @@ def paramiko_client(
         timeout=10,
         auth_timeout=10,
         banner_timeout=10,
+        sock=sock,
     )
     sftp = client.open_sftp()
     return client, sftp
