@@ -195,6 +195,8 @@ class Connection(paramiko.ServerInterface):
 
     def _success(self, account: Account, method: str, fingerprint: str | None) -> int:
         codes = tuple(c for c in account.administrations if c in self.server.config.administrations)
+        for code in codes:  # normally made by the intake already
+            (self.server.config.inbox_dir / code).mkdir(parents=True, exist_ok=True)
         self.method = method
         self.session = Session(account, self.address, codes, self.server.config, self.server.ledger)
         self.fingerprint = fingerprint
