@@ -3,14 +3,17 @@ key, the sftp-user commands, feedback expiry, and a pull that keeps the remote f
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from gateway.cli import main
 from gateway.config import build_config
 from gateway.errors import ConfigError
 from gateway.feedback import expire_feedback, write_feedback
@@ -21,7 +24,7 @@ from gateway.sftp_paths import Area, Place, resolve
 from gateway.sftp_pull import Puller
 from gateway.sftp_server import SftpServer, load_or_create_host_key
 from gateway.store import make_engine, migrate, transaction
-from tests.sftp_support import gateway, make_key
+from tests.sftp_support import make_key
 from tests.test_e2e_daemon import VALID
 
 ONE = ["ACME"]
@@ -137,13 +140,19 @@ def test_host_key_generated_once_with_mode_0600(tmp_path: Path) -> None:
         load_or_create_host_key(path)
 
 
-def test_sftp_user_commands(tmp_path: Path) -> None:
+def test_sftp_user_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The real CLI entry point, in this process (one subprocess per call costs seconds on a busy machine)."""
     config = tmp_path / "gateway.toml"
     config.write_text('[gateway]\ndata_dir = "."\n[administrations.ACME]\n[administrations.BETA]\n', "utf-8")
     old, new, weak = make_key(tmp_path, "old"), make_key(tmp_path, "new"), make_key(tmp_path, "weak", "rsa", 2048)
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return gateway(config, *args, stdin=stdin)
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        code = main(["--config", str(config), *args])
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
 
     assert run("sftp-user", "add", "x", "--administration", "ACME", "--public-key", f"{weak}.pub").returncode == 1
     done = run("sftp-user", "add", "x", "--administration", "NOPE", "--public-key", f"{old}.pub")
