@@ -5,6 +5,7 @@ Only here are concrete parsers named. Nothing creates engines, sockets or thread
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,10 +13,17 @@ from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
 
+from connectors.base import Clock as ConnectorClock
+from connectors.base import Connector, ConnectorContext
+from connectors.registry import VENDORS
 from gateway.config import Administration, Config
+from gateway.imports import Imports
 from gateway.pipeline import Delivery, ParseFn, Pipeline, RunResult
+from gateway.polling import ConnectorFactory, Poller
 from gateway.records import Snapshot
+from gateway.secrets import describe_secret, read_secret
 from gateway.store import make_engine, migrate
+from gateway.tokens import DbTokenStore
 from gateway.watcher import open_claimed
 from parsers.payt_csv import CsvOptions, parse_payt_csv
 from parsers.payt_xml import XmlOptions, parse_payt_xml
@@ -58,18 +66,58 @@ def parse_xml(stream: BinaryIO, admin: Administration) -> Snapshot:
 PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv, "payt-xml": parse_xml}
 
 
+class GatewayClock:
+    """The connectors' clock over the gateway's: ``now`` from it (a fixed ``--now`` stays fixed), real sleep."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def connector_factory(config: Config, engine: Engine, clock: ConnectorClock) -> ConnectorFactory:
+    """Builds an administration's connector: its vendor module, settings, secrets and token store."""
+
+    def build(admin: Administration) -> Connector:
+        vendor = VENDORS[admin.source]
+        ctx = ConnectorContext(
+            administration=admin.code,
+            settings=admin.connector,
+            secret=lambda name: read_secret(name, admin.code),
+            tokens=DbTokenStore(engine, admin.code, admin.name, admin.source, clock),
+            clock=clock,
+            secret_help=lambda name: describe_secret(name, admin.code),
+        )
+        return vendor.build(ctx)
+
+    return build
+
+
 @dataclass
 class App:
     config: Config
     engine: Engine
     pipeline: Pipeline
     clock: Clock
+    connectors: ConnectorFactory
+    imports: Imports
     run_hooks: list[RunHook] = field(default_factory=list)  # called by the daemon after each processed file
 
 
-def build_app(config: Config, clock: Clock = system_clock, run_migrations: bool = True) -> App:
+def build_app(
+    config: Config,
+    clock: Clock = system_clock,
+    run_migrations: bool = True,
+    connector_clock: ConnectorClock | None = None,
+) -> App:
     engine = make_engine(config.database_url)
     if run_migrations:
         migrate(engine)
     pipeline = Pipeline(config, engine, PARSERS, open_claimed, clock)
-    return App(config, engine, pipeline, clock)
+    connectors = connector_factory(config, engine, connector_clock or GatewayClock(clock))
+    imports = Imports(config, engine, pipeline, Poller(config, engine, pipeline, clock, connectors), clock)
+    return App(config, engine, pipeline, clock, connectors, imports)

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from connectors.base import ConnectorError
 from gateway import __version__
 from gateway.app import PARSERS, App, build_app, fixed_clock, system_clock
 from gateway.cli_sftp import add_sftp_commands
 from gateway.config import Administration, Config, load_config
+from gateway.connect import DEFAULT_REDIRECT_URI, connect
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
 from gateway.intake import is_marker_name, marker_name
+from gateway.imports import NO_FILE
 from gateway.logs import configure_logging
 from gateway.pipeline import ARCHIVE_KINDS, RunResult, copy_into_claimed
 from gateway.render import problems_block, run_summary, table
@@ -279,6 +282,45 @@ def cmd_discard(ctx: Context) -> int:
     return 0
 
 
+def cmd_import_now(ctx: Context) -> int:
+    _admin(ctx, ctx.args.administration)
+    result = ctx.app.imports.run(ctx.args.administration, "manual")
+    ctx.emit(result.run, run_summary(result.run))
+    return 0 if result.status == "performed" and result.run.get("reason") != NO_FILE else 1
+
+
+def cmd_connect(ctx: Context) -> int:
+    admin = _admin(ctx, ctx.args.administration)
+    if admin.source == "file":
+        print(
+            f"payt-gateway: administration {admin.code} is a file source; there is nothing to connect", file=sys.stderr
+        )
+        return 1
+    redirect_uri = ctx.args.redirect_uri or admin.connector.get("redirect_uri") or DEFAULT_REDIRECT_URI
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    try:
+        connector = ctx.app.connectors(admin)
+        try:
+            reached = connect(
+                connector,
+                redirect_uri,
+                code=ctx.args.code,
+                timeout=ctx.args.timeout,
+                say=say,
+                read_line=sys.stdin.readline,
+            )
+        finally:
+            connector.close()
+    except ConnectorError as exc:
+        print(f"payt-gateway: connect {admin.code}: {exc}", file=sys.stderr)
+        return 1
+    ctx.emit({"administration": admin.code, "source": admin.source, "connected": True, "detail": reached}, reached)
+    return 0
+
+
 def cmd_invoices(ctx: Context) -> int:
     with transaction(ctx.app.engine, write=False) as conn:
         rows = list_invoices(
@@ -350,6 +392,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = add(name, func, text)
         p.add_argument("run_id", type=int)
+    p = add("import-now", cmd_import_now, "poll the administration's connector (or take its newest delivered file) now")
+    p.add_argument("administration", metavar="CODE")
+    p = add("connect", cmd_connect, "one-time authorisation of an API connector (OAuth code flow or credentials)")
+    p.add_argument("administration", metavar="CODE")
+    p.add_argument("--code", help="the authorisation code (or the whole redirect URL) instead of waiting for it")
+    p.add_argument(
+        "--redirect-uri",
+        help="the redirect URI registered with the vendor (default: the connector's "
+        "redirect_uri, else http://127.0.0.1:8765/callback, served here)",
+    )
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the redirect (default 300)")
     p = add("invoices", cmd_invoices, "invoices with their status")
     p.add_argument("--administration")
     p.add_argument("--status", choices=["open", "paid", "all"], default="open")

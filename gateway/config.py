@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.connector_config import validate_connector
 from gateway.errors import ConfigError
 
 CONFIG_ENV = "PAYT_GATEWAY_CONFIG"
@@ -457,13 +458,20 @@ def _administration(
         kinds=_kinds(r.table_of("kinds"), f"{prefix}.kinds", problems),
         documents=_documents(r.table_of("documents"), f"{prefix}.documents", problems),
         require_done_marker=r.boolean("require_done_marker", d.require_done_marker),
-        connector=dict(r.table_of("connector")),
+        connector=_connector(source, r.table_of("connector"), f"{prefix}.connector", problems),
         pull=_pull(r.table_of("pull"), f"{prefix}.pull", data_dir, problems),
     )
-    if source != "file" and not admin.connector:
+    if source != "file" and "connector" not in table:
         problems.append(f"{prefix}.connector: an API source ({source}) needs a connector table")
+    if source != "file" and admin.import_mode == "on_delivery":
+        r.bad("import_mode", "on_delivery is for file sources; an API source is polled (scheduled or off)")
     r.finish()
     return admin
+
+
+def _connector(source: str, table: Mapping[str, Any], prefix: str, problems: list[str]) -> dict[str, Any]:
+    """Per-vendor validation (gateway.connector_config); secret-looking keys are reported once, above."""
+    return validate_connector(source, {k: v for k, v in table.items() if not SECRET_KEYS.search(k)}, prefix, problems)
 
 
 def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config:

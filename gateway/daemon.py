@@ -12,6 +12,7 @@ import time
 from types import FrameType
 from typing import Protocol
 
+import schedule
 import structlog
 
 from gateway.app import App
@@ -25,6 +26,7 @@ from gateway.watcher import Claimed, Intake, Refused
 log = structlog.get_logger("gateway.daemon")
 EX_SOFTWARE = 70
 RETRY_SECONDS = 5.0
+SCHEDULE_CHECK_SECONDS = 30
 
 
 class Daemon:
@@ -35,6 +37,11 @@ class Daemon:
         self.worker = threading.Thread(target=self._work, name="gateway-worker")
         self.worker_failed = False
         self.services: list[Service] = []
+        # Scheduled imports: the job only asks the worker to look; what is due comes from the database.
+        self.import_check = threading.Event()
+        self.import_check.set()
+        self.jobs = schedule.Scheduler()
+        self.jobs.every(SCHEDULE_CHECK_SECONDS).seconds.do(self._request_import_check)
 
     def run(self) -> int:
         self._install_signals()
@@ -112,11 +119,34 @@ class Daemon:
                 if self.stopping.is_set():
                     return
             pending = []
-            self.intake.wait(RETRY_SECONDS if retry_at is None else max(0.0, retry_at - time.monotonic()))
+            self.jobs.run_pending()
+            self._run_due_imports()
+            timeout = RETRY_SECONDS if retry_at is None else max(0.0, retry_at - time.monotonic())
+            self.intake.wait(min(timeout, max(0.0, self.jobs.idle_seconds or 0.0)))
+
+    def _request_import_check(self) -> None:
+        self.import_check.set()
+        self.intake.wake()
+
+    def _run_due_imports(self) -> None:
+        if not self.import_check.is_set():
+            return
+        self.import_check.clear()
+        try:
+            self.app.imports.run_due(stopping=self.stopping.is_set)
+        except TransientError as exc:
+            log.warning("scheduled_imports_deferred", reason=str(exc), retry_in_s=SCHEDULE_CHECK_SECONDS)
 
     def _handle(self, item: Claimed | Refused) -> bool:
         """Process one item; False when it was deferred (the database is away) and stays claimed."""
         delivery = Delivery(item.administration, item.original_name, item.path, marker=item.marker)
+        admin = self.app.config.administrations.get(item.administration)
+        if isinstance(item, Claimed) and admin is not None and admin.import_mode != "on_delivery":
+            # scheduled / off: the complete file waits, claimed, for its import time or import-now
+            log.info(
+                "file_waiting", administration=item.administration, file=item.original_name, mode=admin.import_mode
+            )
+            return True
         try:
             if isinstance(item, Refused):
                 self.app.pipeline.refuse(delivery, item.reason)

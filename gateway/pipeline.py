@@ -13,7 +13,7 @@ import secrets
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -215,6 +215,23 @@ class Pipeline:
         self._archive(delivery, relpath)
         return dataclasses.replace(self._result(run_id), unpacked=tuple(unpacked))
 
+    def apply_stream(
+        self,
+        conn: Connection,
+        ctx: RunContext,
+        admin: Administration,
+        stream: BinaryIO,
+        relpath: str,
+        extra_problems: Sequence[Problem] = (),
+    ) -> str:
+        """For a connector's snapshot file (gateway.polling): parse, stage, reconcile with the guards, and
+        finish run ``ctx.run_id`` inside ``conn``'s transaction, exactly as for a delivered file."""
+        return self._apply(conn, ctx, admin, stream, True, relpath, extra_problems)
+
+    def result(self, run_id: int) -> RunResult:
+        """A run as its result (status and JSON shape), for the callers that finish runs themselves."""
+        return self._result(run_id)
+
     def _apply(
         self,
         conn: Connection,
@@ -223,6 +240,7 @@ class Pipeline:
         stream: BinaryIO,
         guards_enabled: bool,
         relpath: str | None,
+        extra_problems: Sequence[Problem] = (),
     ) -> str:
         """Parse, stage and reconcile inside ``conn``'s transaction, and finish the run row there too."""
         fmt = open_items_format(sniff(stream), admin.format)
@@ -242,7 +260,7 @@ class Pipeline:
             ignore=ignore,
         )
         applied.counts.ignored = staged.ignored
-        problems = [*snapshot.problems, *staged.problems, *applied.problems]
+        problems = [*extra_problems, *snapshot.problems, *staged.problems, *applied.problems]
         status = "held" if applied.held else "performed"
         reason = applied.held if applied.held else (None if guards_enabled else "released by an operator")
         finish_run(

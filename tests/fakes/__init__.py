@@ -1,0 +1,1 @@
+"""Fake vendor servers (real HTTP on loopback) for the connector tests and the benchmark."""
