@@ -41,7 +41,12 @@ def ms(day: date) -> str:
 _TOKEN = re.compile(r"\s*(\(|\)|guid'[^']*'|'[^']*'|-?\d+L?|\band\b|\bor\b|\beq\b|true|false|[A-Za-z_]+)")
 
 
-def parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
+Row = dict[str, Any]
+Check = Callable[[Row], bool]
+
+
+def parse_filter(text: str) -> Check:
+    """Parse ``$filter``; an ``or`` of ``eq`` on one field becomes a set lookup (the connector's batches)."""
     tokens = [t for t in _TOKEN.findall(text) if t.strip()]
     pos = 0
 
@@ -62,7 +67,7 @@ def parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
             return token == "true"
         return int(token.rstrip("L"))
 
-    def term() -> Callable[[dict[str, Any]], bool]:
+    def term() -> tuple[Any, ...]:
         if peek() == "(":
             take()
             inner = expr()
@@ -72,29 +77,38 @@ def parse_filter(text: str) -> Callable[[dict[str, Any]], bool]:
         name = take()
         if take() != "eq":
             raise ValueError("Error in query syntax.")
-        value = literal(take())
+        return ("eq", name, literal(take()))
 
-        def check(row: dict[str, Any]) -> bool:
-            got = row.get(name)
-            return (got.lower() if isinstance(got, str) and isinstance(value, str) else got) == value
-
-        return check
-
-    def expr() -> Callable[[dict[str, Any]], bool]:
-        left = term()
+    def expr() -> tuple[Any, ...]:
+        parts, ops = [term()], set()
         while peek() in ("and", "or"):
-            op, right = take(), term()
-            left = (
-                (lambda a, b: lambda r: a(r) and b(r))(left, right)
-                if op == "and"
-                else (lambda a, b: lambda r: a(r) or b(r))(left, right)
-            )
-        return left
+            ops.add(take())
+            parts.append(term())
+        if len(ops) > 1:
+            raise ValueError("mixed and/or without parentheses")
+        return (ops.pop(), *parts) if ops else parts[0]
 
-    result = expr()
+    def compile_(node: tuple[Any, ...]) -> Check:
+        if node[0] == "eq":
+            _, name, value = node
+            return lambda r: _norm(r.get(name)) == value
+        children = node[1:]
+        if node[0] == "or" and all(c[0] == "eq" and c[1] == children[0][1] for c in children):
+            name, values = children[0][1], {c[2] for c in children}
+            return lambda r: _norm(r.get(name)) in values
+        checks = [compile_(c) for c in children]
+        if node[0] == "and":
+            return lambda r: all(c(r) for c in checks)
+        return lambda r: any(c(r) for c in checks)
+
+    tree = expr()
     if pos != len(tokens):
         raise ValueError("Error in query syntax.")
-    return result
+    return compile_(tree)
+
+
+def _norm(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 class FakeExact(FakeServer):

@@ -13,6 +13,7 @@ import copy
 import itertools
 import re
 import secrets
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -154,9 +155,9 @@ class FakeMoneybird(FakeServer):
             return json_response({"error": "record not found"}, 404)
         resource = re.sub(r"\.json$", "", resource)
         if resource == "sales_invoices":
-            return self._list(request, self._filtered_invoices(request))
+            return self._list(request, self._filtered_invoices(request), self._full)
         if resource == "contacts":
-            return self._list(request, list(self.contacts.values()))
+            return self._list(request, list(self.contacts.values()), copy.deepcopy)
         if resource == "sales_invoices/synchronization":
             return self._synchronization(request)
         match = re.fullmatch(r"sales_invoices/(\d+)/download_pdf", resource)
@@ -266,7 +267,7 @@ class FakeMoneybird(FakeServer):
         for inv in self.invoices.values():
             day = date.fromisoformat(inv["invoice_date"])
             if start <= day <= end and (states is None or self._state(inv) in states):
-                out.append(self._full(inv))
+                out.append(inv)
         return out
 
     def _state(self, inv: dict[str, Any]) -> str:
@@ -299,7 +300,7 @@ class FakeMoneybird(FakeServer):
         out["payments"] = []
         return out
 
-    def _list(self, request: Request, items: list[dict[str, Any]]) -> Response:
+    def _list(self, request: Request, items: list[dict[str, Any]], render: Callable[[Any], Any]) -> Response:
         try:
             page = int(request.param("page") or 1)
             per_page = int(request.param("per_page") or self.default_per_page)
@@ -313,7 +314,7 @@ class FakeMoneybird(FakeServer):
             query = {k: v[0] for k, v in request.query.items()}
             query["page"] = str(page + 1)
             headers["Link"] = f'<{self.base_url}{request.path}?{urlencode(query)}>; rel="next"'
-        return json_response(chunk, headers=headers)
+        return json_response([render(item) for item in chunk], headers=headers)
 
     def _synchronization(self, request: Request) -> Response:
         if request.method == "POST":
