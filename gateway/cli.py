@@ -19,8 +19,8 @@ from gateway.cli_sftp import add_sftp_commands
 from gateway.config import Administration, Config, load_config
 from gateway.connect import DEFAULT_REDIRECT_URI, connect
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
-from gateway.intake import is_marker_name, marker_name
 from gateway.imports import NO_FILE
+from gateway.intake import is_marker_name, marker_name
 from gateway.logs import configure_logging
 from gateway.pipeline import ARCHIVE_KINDS, RunResult, copy_into_claimed
 from gateway.render import problems_block, run_summary, table

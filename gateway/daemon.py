@@ -17,6 +17,7 @@ import structlog
 
 from gateway.app import App
 from gateway.errors import TransientError
+from gateway.imports import waits_for_schedule
 from gateway.pipeline import Delivery, RunResult
 from gateway.runs import mark_interrupted
 from gateway.store import transaction
@@ -141,7 +142,7 @@ class Daemon:
         """Process one item; False when it was deferred (the database is away) and stays claimed."""
         delivery = Delivery(item.administration, item.original_name, item.path, marker=item.marker)
         admin = self.app.config.administrations.get(item.administration)
-        if isinstance(item, Claimed) and admin is not None and admin.import_mode != "on_delivery":
+        if isinstance(item, Claimed) and admin is not None and waits_for_schedule(admin, item.path):
             # scheduled / off: the complete file waits, claimed, for its import time or import-now
             log.info(
                 "file_waiting", administration=item.administration, file=item.original_name, mode=admin.import_mode

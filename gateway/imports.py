@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.archive import archive_relpath, hash_stream, move_into_archive
 from gateway.config import Administration, Config
 from gateway.import_schedule import RunHistory, decide_import_due
-from gateway.intake import parse_claimed_name
+from gateway.intake import MARKER_SUFFIX, parse_claimed_name
 from gateway.pipeline import Delivery, Pipeline, RunResult
 from gateway.polling import Poller
 from gateway.reconcile import Counts
@@ -34,6 +34,7 @@ from gateway.runs import finish_run, start_run
 from gateway.store import ensure_administration, transaction
 from gateway.tables import administrations, import_runs
 from gateway.watcher import open_claimed
+from parsers.detect import OPEN_ITEMS_KINDS, Kind, sniff
 
 SCHEDULED_TRIGGERS = ("schedule", "manual")
 NO_FILE = "no file delivered since the last import"
@@ -45,6 +46,22 @@ class DeliveredFile:
     path: Path
     original_name: str
     received_at: datetime
+    marker: Path | None = None
+
+
+def is_open_items(path: Path) -> bool:
+    """Open items (CSV or XML, or text the CSV parser will judge) wait for the schedule; documents and
+    archives do not (an archive's open-items members wait once they are unpacked)."""
+    try:
+        with open_claimed(path) as stream:
+            kind = sniff(stream)
+    except OSError:
+        return False  # the pipeline refuses it with the reason, on arrival
+    return kind in (*OPEN_ITEMS_KINDS, Kind.UNKNOWN, Kind.UNKNOWN_XML)
+
+
+def waits_for_schedule(admin: Administration, path: Path) -> bool:
+    return admin.import_mode != "on_delivery" and is_open_items(path)
 
 
 def run_history(conn: Connection, code: str) -> RunHistory:
@@ -77,14 +94,16 @@ def delivered_files(config: Config, code: str) -> list[DeliveredFile]:
         return []
     for entry in entries:
         parsed = parse_claimed_name(entry.name)
-        if parsed is None:
+        if parsed is None or entry.name.endswith(MARKER_SUFFIX):
             continue
         try:
             st = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-            found.append(DeliveredFile(Path(entry.path), parsed[1], parsed[0]))
+        path = Path(entry.path)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and is_open_items(path):
+            marker = path.with_name(path.name + MARKER_SUFFIX)
+            found.append(DeliveredFile(path, parsed[1], parsed[0], marker if marker.exists() else None))
     return sorted(found, key=lambda f: (f.received_at, f.path.name))
 
 
@@ -141,7 +160,9 @@ class Imports:
         newest, older = files[-1], files[:-1]
         for old in older:
             self._supersede(admin, old, newest, trigger)
-        return self.pipeline.process(Delivery(admin.code, newest.original_name, newest.path, trigger))
+        return self.pipeline.process(
+            Delivery(admin.code, newest.original_name, newest.path, trigger, marker=newest.marker)
+        )
 
     def _no_file(self, admin: Administration, trigger: str) -> RunResult:
         now = self.clock()

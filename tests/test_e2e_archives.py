@@ -23,6 +23,7 @@ MARKED = """
 [administrations.MARK]
 name = "Marked B.V."
 require_done_marker = true
+import_mode = "on_delivery"
 """
 
 

@@ -150,6 +150,25 @@ def test_scheduled_takes_the_newest_file_and_supersedes_older_ones(scheduled: Ap
     assert scheduled.imports.run_due() == []
 
 
+def test_scheduled_takes_only_open_items_and_keeps_their_done_marker(scheduled: App, clock: Clock) -> None:
+    """Documents and archives are not snapshots: they never supersede or get superseded by open items. A
+    claimed done marker is not a delivery; it travels with its file into the import (and is checked there)."""
+    scheduled.imports.run_due()
+    older = deliver(scheduled, "monday.csv", csv_file(["A1"]), SLOT - timedelta(hours=5))
+    pdf = deliver(scheduled, "A1.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n%%EOF\n", SLOT - timedelta(hours=2))
+    newest = deliver(scheduled, "tuesday.csv", csv_file(["B1"]), SLOT - timedelta(hours=1))
+    marker = newest.with_name(newest.name + ".done")
+    marker.write_text("0" * 64)  # a wrong SHA-256: the file must be rejected as corrupt, not imported
+    files = delivered_files(scheduled.config, "F")
+    assert [(f.original_name, f.marker) for f in files] == [("monday.csv", None), ("tuesday.csv", marker)]
+    clock.moment = SLOT + timedelta(seconds=20)
+    [result] = scheduled.imports.run_due()
+    assert (result.run["file"], result.status) == ("tuesday.csv", "rejected")
+    assert [e["code"] for e in result.run["errors"]] == ["done_marker_mismatch"]
+    assert not older.exists() and not marker.exists() and pdf.exists()
+    assert stored_invoices(scheduled, "F") == {}
+
+
 def test_scheduled_without_a_file_records_no_file_delivered_once(scheduled: App, clock: Clock) -> None:
     clock.moment = SLOT + timedelta(minutes=1)
     [result] = scheduled.imports.run_due()
