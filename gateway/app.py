@@ -18,7 +18,7 @@ from connectors.base import Connector, ConnectorContext
 from connectors.registry import VENDORS
 from gateway.config import Administration, Config
 from gateway.imports import Imports
-from gateway.pipeline import Delivery, ParseFn, Pipeline, RunResult
+from gateway.pipeline import Delivery, ParseFn, Pipeline, ReadDocumentFn, RunResult
 from gateway.polling import ConnectorFactory, Poller
 from gateway.records import Snapshot
 from gateway.secrets import describe_secret, read_secret
@@ -27,6 +27,8 @@ from gateway.tokens import DbTokenStore
 from gateway.watcher import open_claimed
 from parsers.payt_csv import CsvOptions, parse_payt_csv
 from parsers.payt_xml import XmlOptions, parse_payt_xml
+from parsers.pdf import read_pdf
+from parsers.ubl import read_ubl
 
 Clock = Callable[[], datetime]
 RunHook = Callable[[Delivery, RunResult], None]
@@ -64,6 +66,7 @@ def parse_xml(stream: BinaryIO, admin: Administration) -> Snapshot:
 
 
 PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv, "payt-xml": parse_xml}
+DOCUMENT_READERS: dict[str, ReadDocumentFn] = {"pdf": read_pdf, "ubl": read_ubl}
 
 
 class GatewayClock:
@@ -117,7 +120,7 @@ def build_app(
     engine = make_engine(config.database_url)
     if run_migrations:
         migrate(engine)
-    pipeline = Pipeline(config, engine, PARSERS, open_claimed, clock)
+    pipeline = Pipeline(config, engine, PARSERS, open_claimed, clock, DOCUMENT_READERS)
     connectors = connector_factory(config, engine, connector_clock or GatewayClock(clock))
     imports = Imports(config, engine, pipeline, Poller(config, engine, pipeline, clock, connectors), clock)
     return App(config, engine, pipeline, clock, connectors, imports)

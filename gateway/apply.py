@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.config import GuardSettings
+from gateway.documents import link_waiting_documents
 from gateway.ignore import IgnoreLists
 from gateway.reconcile import (
     MUTABLE_INVOICE_FIELDS,
@@ -26,7 +27,7 @@ from gateway.reconcile import (
     decide_guard,
     decide_invoice_update,
 )
-from gateway.records import DEBTOR_DATA_FIELDS, Problem
+from gateway.records import DEBTOR_DATA_FIELDS, Problem, notice
 from gateway.staging import analyze, stage_blocked, stage_closures, stage_debtors, stage_invoices
 from gateway.store import bulk_insert, driver_datetime, execute_many
 from gateway.tables import debtors, invoices, payments
@@ -81,6 +82,10 @@ def reconcile_staged(
     counts.debtors_updated = _update_debtors(conn, ctx)
     problems = _update_invoices(conn, ctx, counts)
     counts.invoices_created = _insert_new_invoices(conn, ctx)
+    if counts.invoices_created:
+        linked = link_waiting_documents(conn, ctx.administration_id, ctx.run_id, ctx.now)
+        if linked:
+            problems.append(notice("documents_linked", f"{linked} earlier document(s) linked to new invoices"))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
 

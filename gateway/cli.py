@@ -14,10 +14,11 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import ConnectorError
 from gateway import __version__
-from gateway.app import PARSERS, App, build_app, fixed_clock, system_clock
+from gateway.app import DOCUMENT_READERS, PARSERS, App, build_app, fixed_clock, system_clock
 from gateway.cli_sftp import add_sftp_commands
 from gateway.config import Administration, Config, load_config
 from gateway.connect import DEFAULT_REDIRECT_URI, connect
+from gateway.documents import document_format, list_documents
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
 from gateway.imports import NO_FILE
 from gateway.intake import is_marker_name, marker_name
@@ -26,7 +27,7 @@ from gateway.pipeline import ARCHIVE_KINDS, RunResult, copy_into_claimed
 from gateway.render import problems_block, run_summary, table
 from gateway.runs import get_run, list_runs, run_as_dict
 from gateway.store import transaction
-from gateway.validate import validate_archive, validate_file
+from gateway.validate import validate_archive, validate_document, validate_file
 from gateway.views import list_invoices
 from parsers.detect import sniff
 
@@ -113,10 +114,15 @@ def cmd_validate(ctx: Context) -> int:
     if not source.is_file():
         print(f"payt-gateway: {source}: no such file", file=sys.stderr)
         return 1
+    doc_format = _document_format(source, ctx.args.format)
+    if doc_format is not None:
+        result = validate_document(source, doc_format, DOCUMENT_READERS[doc_format], admin)
+        ctx.emit(result, _document_validation(result))
+        return 0 if result["valid"] else 1
     with source.open("rb") as stream:
         kind = sniff(stream)
     if kind in ARCHIVE_KINDS:
-        result = validate_archive(source, kind, lambda member: validate_file(member, configured, PARSERS, admin))
+        result = validate_archive(source, kind, lambda member, _name: validate_file(member, configured, PARSERS, admin))
     else:
         result = validate_file(source, configured, PARSERS, admin)
     ctx.emit(result, "\n".join(_validation_lines(result)))
@@ -135,6 +141,27 @@ def _validation_lines(result: dict[str, Any]) -> list[str]:
     for member in result.get("members", []):
         human += ["", *_validation_lines(member)]
     return human
+
+
+def _document_format(source: Path, given: str | None) -> str | None:
+    """``pdf`` or ``ubl`` when ``--format`` says so, or, without ``--format`` (or with ``auto``), when the
+    content (or a .pdf name) says so, as in the pipeline."""
+    if given and given != "auto":
+        return given if given in DOCUMENT_READERS else None
+    with source.open("rb") as stream:
+        return document_format(sniff(stream), source.name)
+
+
+def _document_validation(result: dict[str, Any]) -> str:
+    doc = result["document"]
+    if doc is None:
+        head = f"{result['file']}: INVALID ({result['format']})"
+    elif doc["number"] is not None:
+        head = f"{result['file']}: valid ({result['format']}; names invoice {doc['number']})"
+    else:
+        head = f"{result['file']}: valid ({result['format']}; the file name may name: {', '.join(doc['candidates'])})"
+    blocks = [problems_block(result[title], title) for title in ("errors", "warnings")]
+    return "\n".join([head, *(b for b in blocks if b)])
 
 
 def cmd_ingest(ctx: Context) -> int:
@@ -324,7 +351,11 @@ def cmd_connect(ctx: Context) -> int:
 def cmd_invoices(ctx: Context) -> int:
     with transaction(ctx.app.engine, write=False) as conn:
         rows = list_invoices(
-            conn, administration=ctx.args.administration, status=ctx.args.status, limit=ctx.args.limit or None
+            conn,
+            administration=ctx.args.administration,
+            status=ctx.args.status,
+            limit=ctx.args.limit or None,
+            documents_required={code for code, a in ctx.config.administrations.items() if a.documents.required},
         )
     columns = [
         ("administration", "admin"),
@@ -333,9 +364,30 @@ def cmd_invoices(ctx: Context) -> int:
         ("due_date", "due"),
         ("amount_open", "open"),
         ("status", "status"),
+        ("doc", "doc"),
         ("blocked", "blocked"),
     ]
-    ctx.emit(rows, table(rows, columns, flexible="number"))
+    human = [{**r, "doc": "+".join(r["documents"]) or None} for r in rows]
+    ctx.emit(rows, table(human, columns, flexible="number"))
+    return 0
+
+
+def cmd_documents(ctx: Context) -> int:
+    with transaction(ctx.app.engine, write=False) as conn:
+        rows = list_documents(
+            conn, administration=ctx.args.administration, unlinked=ctx.args.unlinked, limit=ctx.args.limit or None
+        )
+    human = [{**r, "received": r["received_at"][:16].replace("T", " ")} for r in rows]
+    columns = [
+        ("id", "id"),
+        ("administration", "admin"),
+        ("kind", "kind"),
+        ("invoice", "invoice"),
+        ("current", "current"),
+        ("received", "received"),
+        ("file", "file"),
+    ]
+    ctx.emit(rows, table(human, columns, flexible="file"))
     return 0
 
 
@@ -370,9 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument(
         "--format",
-        choices=["auto", *sorted(PARSERS)],
-        help="the file's format; it must agree with the content (default: the administration's, else auto: "
-        "detected from the content)",
+        choices=["auto", *sorted(PARSERS), *DOCUMENT_READERS],
+        help="the file's format; it must agree with the content (default: a PDF or UBL document by its content, "
+        "else the administration's format, else auto: detected from the content)",
     )
     p.add_argument("--administration", help="validate with this administration's settings")
     p = add("ingest", cmd_ingest, "run one file through the pipeline, as if dropped in the inbox, then exit")
@@ -406,6 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("invoices", cmd_invoices, "invoices with their status")
     p.add_argument("--administration")
     p.add_argument("--status", choices=["open", "paid", "all"], default="open")
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
+    p = add("documents", cmd_documents, "delivered PDF and UBL documents, newest first, and their invoices")
+    p.add_argument("--administration")
+    p.add_argument("--unlinked", action="store_true", help="only documents whose invoice has not arrived")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
     add_sftp_commands(sub)
     return parser

@@ -27,11 +27,13 @@ from gateway.apply import RunContext, reconcile_staged
 from gateway.archive import archive_relpath, hash_stream, move_into_archive, write_report
 from gateway.archive_plan import is_member, nested_archive_error
 from gateway.config import Administration, Config
+from gateway.document_names import decide_document_numbers
+from gateway.documents import Received, document_format, store_document
 from gateway.errors import RejectFile, TransientError
 from gateway.ignore import IgnoreLists
 from gateway.intake import MARKER_SUFFIX, MAX_MARKER_BYTES, decide_marker_content, make_claimed_name
 from gateway.reconcile import Counts
-from gateway.records import Problem, Snapshot, error, notice
+from gateway.records import Document, Problem, Snapshot, UblDocument, error, notice
 from gateway.runs import (
     ensure_file,
     find_prior_run,
@@ -48,9 +50,9 @@ from gateway.unpack import claim_members, unpack, work_folder
 from parsers.detect import Kind, open_items_format, sniff
 
 ParseFn = Callable[[BinaryIO, Administration], Snapshot]
+ReadDocumentFn = Callable[[BinaryIO], Document]
 OpenFn = Callable[[Path], BinaryIO]
 log = structlog.get_logger("gateway.pipeline")
-DOCUMENT_KINDS = (Kind.PDF, Kind.UBL)
 ARCHIVE_KINDS = (Kind.ZIP, Kind.GZIP)
 
 
@@ -82,12 +84,14 @@ class Pipeline:
         parsers: Mapping[str, ParseFn],
         open_file: OpenFn,
         clock: Callable[[], datetime],
+        document_readers: Mapping[str, ReadDocumentFn],
     ):
         self.config = config
         self.engine = engine
         self.parsers = parsers
         self.open_file = open_file
         self.clock = clock
+        self.document_readers = document_readers
 
     # -- entry points -------------------------------------------------------------------------------------
 
@@ -156,6 +160,7 @@ class Pipeline:
         now: datetime,
         marker_problem: Problem | None = None,
     ) -> RunResult:
+        doc_format = document_format(kind, delivery.original_name)
         with transaction(self.engine) as conn:
             admin_id = ensure_administration(conn, admin.code, admin.name, now)
             prior = find_prior_run(conn, admin_id, sha256)
@@ -177,7 +182,7 @@ class Pipeline:
                 file_id=file_id,
                 file_name=delivery.original_name,
                 sha256=sha256,
-                fmt=kind.value if kind not in (Kind.UNKNOWN, Kind.UNKNOWN_XML) else admin.format,
+                fmt=doc_format or (kind.value if kind not in (Kind.UNKNOWN, Kind.UNKNOWN_XML) else admin.format),
                 status=status,
             )
         if prior is not None:
@@ -192,11 +197,13 @@ class Pipeline:
                 raise RejectFile([marker_problem])
             if kind in ARCHIVE_KINDS:
                 unpacked = self._unpack(delivery, kind, stream, ctx, relpath)
-            elif kind in DOCUMENT_KINDS:
-                raise RejectFile([error("unsupported_file", f"{kind} files are not supported yet")])
             else:
                 with transaction(self.engine) as conn:
-                    status = self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
+                    if doc_format is not None:
+                        received = Received(admin_id, run_id, file_id, delivery.original_name, relpath, now)
+                        self._store_document(conn, received, admin, stream, doc_format)
+                    else:
+                        self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
         except RejectFile as exc:
             relpath = archive_relpath("rejected", admin.code, now, run_id, sha256, delivery.original_name)
             return self._finish_simple(run_id, "rejected", exc.problems[0].message, exc.problems, delivery, relpath)
@@ -277,6 +284,29 @@ class Pipeline:
         )
         drop_stage(conn)
         return status
+
+    def _store_document(
+        self, conn: Connection, received: Received, admin: Administration, stream: BinaryIO, doc_format: str
+    ) -> None:
+        """Check the document, store it, link it to its invoice if that is there, and finish the run row."""
+        doc = self.document_readers[doc_format](stream)
+        named = decide_document_numbers(doc, received.file_name, admin.documents.pattern)
+        problems = store_document(conn, received, doc, named)
+        detected = {"document": doc_format}
+        if isinstance(doc, UblDocument):
+            detected |= {"type": doc.kind, "number": doc.number}
+        else:
+            detected |= {"pdf_version": doc.version}
+        finish_run(
+            conn,
+            received.run_id,
+            status="performed",
+            now=self.clock(),
+            problems=problems,
+            archived_path=received.archived_path,
+            detected=detected,
+            replace_problems=True,
+        )
 
     def _unpack(
         self, delivery: Delivery, kind: Kind, stream: BinaryIO, ctx: RunContext, relpath: str

@@ -144,3 +144,48 @@ class Snapshot:
     @property
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity is Severity.WARNING]
+
+
+@dataclass(frozen=True, slots=True)
+class UblDocument:
+    """The key fields of a schema-valid UBL 2.1 Invoice or CreditNote; the archived file is the full document.
+
+    ``number`` is ``cbc:ID``, the invoice number it is linked by. ``due_date`` is ``cbc:DueDate`` or, for a
+    credit note (which has none), the first ``cac:PaymentMeans/cbc:PaymentDueDate``.
+    """
+
+    kind: str  # "invoice" | "credit_note"
+    number: str
+    issue_date: date
+    due_date: date | None
+    type_code: str | None
+    currency: str | None
+    payable_amount: Decimal
+    customer_name: str | None
+    customer_id: str | None
+    supplier_name: str | None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "kind": self.kind,
+            "number": self.number,
+            "issue_date": self.issue_date.isoformat(),
+            "due_date": self.due_date.isoformat() if self.due_date else None,
+            "type_code": self.type_code,
+            "currency": self.currency,
+            "payable_amount": str(self.payable_amount),
+            "customer_name": self.customer_name,
+            "customer_id": self.customer_id,
+            "supplier_name": self.supplier_name,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PdfDocument:
+    """A file that passed the cheap structural PDF check (header, end-of-file marker)."""
+
+    version: str
+    size: int
+
+
+Document = UblDocument | PdfDocument

@@ -188,3 +188,33 @@ payments = sa.Table(
     sa.Column("paid_on", sa.Date, nullable=False),
     sa.Column("run_id", sa.ForeignKey("import_runs.id"), nullable=False, index=True),
 )
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # pdf | ubl
+    # The invoice number the document names: UBL cbc:ID, or the pattern's match in a PDF's name; for a PDF
+    # under the default rule, the number it was linked by (null while unlinked).
+    sa.Column("number", sa.String(255)),
+    sa.Column("invoice_id", sa.ForeignKey("invoices.id"), index=True),
+    sa.Column("run_id", sa.ForeignKey("import_runs.id"), nullable=False, index=True),
+    sa.Column("file_id", sa.ForeignKey("files.id"), nullable=False),
+    sa.Column("file_name", sa.String(1024), nullable=False),
+    sa.Column("archived_path", sa.String(2048), nullable=False),
+    sa.Column("details", sa.JSON),  # UBL: the validated document's key fields; PDF: version and size
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("linked_at", UTCDateTime),
+    sa.Index("ix_documents_administration_invoice", "administration_id", "invoice_id"),
+)
+
+# The invoice numbers a document may name, in order of preference (rank 0 first): the one number of a UBL
+# file or a pattern match, or every candidate of the default file-name rule. Linking joins these to invoices.
+document_numbers = sa.Table(
+    "document_numbers",
+    metadata,
+    sa.Column("document_id", sa.ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("rank", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("number", sa.String(255), nullable=False),
+)

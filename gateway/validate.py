@@ -13,9 +13,11 @@ from typing import Any
 
 from gateway.archive_plan import member_display_name, nested_archive_error
 from gateway.config import Administration
+from gateway.document_names import decide_document_numbers
+from gateway.documents import document_details, document_kind, naming_problem
 from gateway.errors import RejectFile
 from gateway.ignore import IgnoreLists
-from gateway.pipeline import ARCHIVE_KINDS, ParseFn, admin_zone, check_administration
+from gateway.pipeline import ARCHIVE_KINDS, ParseFn, ReadDocumentFn, admin_zone, check_administration
 from gateway.records import Problem, Severity, error
 from gateway.staging import StagePolicy, stage_snapshot
 from gateway.store import make_engine, transaction
@@ -52,6 +54,38 @@ def validate_file(path: Path, configured: str, parsers: Mapping[str, ParseFn], a
         rows, detected = snapshot.rows, snapshot.detected
     except RejectFile as exc:
         problems = exc.problems
+    return _result(path, fmt, rows, detected, problems)
+
+
+def validate_document(
+    path: Path, fmt: str, read: ReadDocumentFn, admin: Administration, name: str | None = None
+) -> dict[str, Any]:
+    """A PDF or UBL document: the same checks as the daemon's, and the invoice number(s) its name or ID gives.
+    ``name``: the delivered name (an archive member's), when it is not the file's own.
+
+    Whether that invoice exists is the database's business: the daemon says so when it stores the document.
+    """
+    name = name or path.name
+    problems: list[Problem] = []
+    document: dict[str, Any] | None = None
+    try:
+        with path.open("rb") as stream:
+            doc = read(stream)
+        named = decide_document_numbers(doc, name, admin.documents.pattern)
+        unnamed = naming_problem(named, name)
+        problems = [unnamed] if unnamed else []
+        document = {
+            "kind": document_kind(doc),
+            "number": named.number,
+            "candidates": list(named.candidates),
+            "details": document_details(doc),
+        }
+    except RejectFile as exc:
+        problems = exc.problems
+    return _result(path, fmt, 0, {}, problems) | {"file": name, "document": document}
+
+
+def _result(path: Path, fmt: str, rows: int, detected: dict[str, str], problems: list[Problem]) -> dict[str, Any]:
     errors = [p.as_dict() for p in problems if p.severity is Severity.ERROR]
     return {
         "file": path.name,
@@ -65,7 +99,7 @@ def validate_file(path: Path, configured: str, parsers: Mapping[str, ParseFn], a
     }
 
 
-def validate_archive(path: Path, kind: Kind, validate_member: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+def validate_archive(path: Path, kind: Kind, validate_member: Callable[[Path, str], dict[str, Any]]) -> dict[str, Any]:
     """A zip or gz: what the daemon would do with it (refuse it as a whole, or unpack it) and each member
     validated as if delivered on its own, under its delivered name ``ARCHIVE/MEMBER``. Extracted into a
     temporary folder with the daemon's limits; no database."""
@@ -81,7 +115,9 @@ def validate_archive(path: Path, kind: Kind, validate_member: Callable[[Path], d
                 name = member_display_name(path.name, member.name)
                 with member.path.open("rb") as member_stream:
                     nested = sniff(member_stream) in ARCHIVE_KINDS
-                result = _refused_member(name, nested_archive_error(name)) if nested else validate_member(member.path)
+                result = (
+                    _refused_member(name, nested_archive_error(name)) if nested else validate_member(member.path, name)
+                )
                 members.append({**result, "file": name})
     errors = [p.as_dict() for p in problems if p.severity is Severity.ERROR]
     return {

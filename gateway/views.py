@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.reconcile import format_cents
-from gateway.tables import administrations, debtors, invoices
+from gateway.tables import administrations, debtors, documents, invoices
+
+DOCUMENT_MISSING = "document missing"
+
+
+def _has_document(kind: str) -> sa.Exists:
+    return sa.exists().where(documents.c.invoice_id == invoices.c.id, documents.c.kind == kind)
+
+
+def _blocked(send: bool, required: bool, kinds: list[str]) -> str | None:
+    if not send:
+        return "import_no_send"
+    if required and not kinds:
+        return DOCUMENT_MISSING
+    return None
 
 
 def list_invoices(
-    conn: Connection, *, administration: str | None = None, status: str = "open", limit: int | None = None
+    conn: Connection,
+    *,
+    administration: str | None = None,
+    status: str = "open",
+    limit: int | None = None,
+    documents_required: Collection[str] = (),
 ) -> list[dict[str, Any]]:
+    """``documents_required``: the codes of the administrations whose invoices need a document to be sent."""
     i, d, a = invoices, debtors, administrations
     query = (
         sa.select(
@@ -29,6 +50,8 @@ def list_invoices(
             i.c.loaded_at,
             i.c.kind,
             i.c.send,
+            _has_document("pdf").label("has_pdf"),
+            _has_document("ubl").label("has_ubl"),
         )
         .select_from(i.join(d, d.c.id == i.c.debtor_id).join(a, a.c.id == i.c.administration_id))
         .order_by(a.c.code, i.c.due_date, i.c.number)
@@ -39,22 +62,27 @@ def list_invoices(
         query = query.where(i.c.status == status)
     if limit:
         query = query.limit(limit)
-    return [
-        {
-            "administration": r.code,
-            "number": r.number,
-            "debtor": r.debtor,
-            "invoice_date": r.invoice_date.isoformat(),
-            "due_date": r.due_date.isoformat(),
-            "amount_total": format_cents(r.amount_total_cents),
-            "amount_open": format_cents(r.amount_open_cents),
-            "currency": r.currency,
-            "status": r.status,
-            "kind": r.kind,
-            "loaded_at": r.loaded_at.isoformat(),
-            "paused": False,
-            "blocked": None if r.send else "import_no_send",
-            "next_send": None,
-        }
-        for r in conn.execute(query)
-    ]
+    rows = []
+    for r in conn.execute(query):
+        kinds = [kind for kind, has in (("pdf", r.has_pdf), ("ubl", r.has_ubl)) if has]
+        rows.append(
+            {
+                "administration": r.code,
+                "number": r.number,
+                "debtor": r.debtor,
+                "invoice_date": r.invoice_date.isoformat(),
+                "due_date": r.due_date.isoformat(),
+                "amount_total": format_cents(r.amount_total_cents),
+                "amount_open": format_cents(r.amount_open_cents),
+                "currency": r.currency,
+                "status": r.status,
+                "kind": r.kind,
+                "loaded_at": r.loaded_at.isoformat(),
+                "paused": False,
+                "blocked": _blocked(r.send, r.code in documents_required, kinds),
+                "next_send": None,
+                "document": kinds[0] if kinds else None,
+                "documents": kinds,
+            }
+        )
+    return rows
