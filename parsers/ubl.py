@@ -90,7 +90,7 @@ def schema_problems(log: Any, root_name: str) -> list[Problem]:
     for entry in log:
         path = _readable(re.sub(r"^/\*", f"/{root_name}", entry.path or f"/{root_name}"))
         message = re.sub(r"^Element '[^']*': ", "", _readable(entry.message.strip()))
-        element = path.rsplit("/", 1)[-1][:64] or None
+        element = re.sub(r"\[\d+\]$", "", path.rsplit("/", 1)[-1])[:64] or None
         problems.append(error(_code(message), f"{path}: {message}", row=entry.line or None, column=element))
     return problems
 
