@@ -158,8 +158,10 @@ def _document_validation(result: dict[str, Any]) -> str:
         head = f"{result['file']}: INVALID ({result['format']})"
     elif doc["number"] is not None:
         head = f"{result['file']}: valid ({result['format']}; names invoice {doc['number']})"
-    else:
+    elif doc["candidates"]:
         head = f"{result['file']}: valid ({result['format']}; the file name may name: {', '.join(doc['candidates'])})"
+    else:
+        head = f"{result['file']}: valid ({result['format']}; the file name names no invoice number)"
     blocks = [problems_block(result[title], title) for title in ("errors", "warnings")]
     return "\n".join([head, *(b for b in blocks if b)])
 

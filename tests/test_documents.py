@@ -253,6 +253,11 @@ def test_validate_a_valid_document(gw: Gateway) -> None:
     assert result["document"]["candidates"][:3] == ["Factuur 2026-0042", "Factuur 2026", "2026-0042"]
     patterned = gw("validate", str(path), "--administration", "PAT")
     assert patterned["valid"] and [w["code"] for w in patterned["warnings"]] == ["document_unnamed"]
+    text = gw.text("validate", str(path), "--administration", "PAT")
+    assert text.startswith("Factuur 2026-0042.pdf: valid (pdf; the file name names no invoice number)")
+    assert "document_unnamed" in text
+    text = gw.text("validate", str(path))
+    assert text.startswith("Factuur 2026-0042.pdf: valid (pdf; the file name may name: Factuur 2026-0042, ")
     ubl = gw.root / "cn.xml"
     ubl.write_bytes(CREDIT_NOTE_UBL)
     result = gw("validate", str(ubl))
