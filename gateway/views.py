@@ -14,14 +14,22 @@ from gateway.tables import administrations, debtors, documents, invoices
 DOCUMENT_MISSING = "document missing"
 
 
-def _has_document(kind: str) -> sa.Exists:
-    return sa.exists().where(documents.c.invoice_id == invoices.c.id, documents.c.kind == kind)
+# The kinds of an invoice's linked documents, by the bit mask that the query computes (pdf 1, ubl 2).
+DOCUMENT_KINDS: tuple[tuple[str, ...], ...] = ((), ("pdf",), ("ubl",), ("pdf", "ubl"))
 
 
-def _blocked(send: bool, required: bool, kinds: list[str]) -> str | None:
+def _document_mask() -> sa.ColumnElement[int]:
+    def has(kind: str) -> sa.ColumnElement[int]:
+        found = sa.exists().where(documents.c.invoice_id == invoices.c.id, documents.c.kind == kind)
+        return sa.case((found, 1), else_=0)
+
+    return has("pdf") + 2 * has("ubl")
+
+
+def _blocked(send: bool, required: bool, mask: int) -> str | None:
     if not send:
         return "import_no_send"
-    if required and not kinds:
+    if required and not mask:
         return DOCUMENT_MISSING
     return None
 
@@ -50,8 +58,7 @@ def list_invoices(
             i.c.loaded_at,
             i.c.kind,
             i.c.send,
-            _has_document("pdf").label("has_pdf"),
-            _has_document("ubl").label("has_ubl"),
+            _document_mask().label("documents"),
         )
         .select_from(i.join(d, d.c.id == i.c.debtor_id).join(a, a.c.id == i.c.administration_id))
         .order_by(a.c.code, i.c.due_date, i.c.number)
@@ -64,7 +71,7 @@ def list_invoices(
         query = query.limit(limit)
     rows = []
     for r in conn.execute(query):
-        kinds = [kind for kind, has in (("pdf", r.has_pdf), ("ubl", r.has_ubl)) if has]
+        kinds = DOCUMENT_KINDS[r.documents]
         rows.append(
             {
                 "administration": r.code,
@@ -79,10 +86,10 @@ def list_invoices(
                 "kind": r.kind,
                 "loaded_at": r.loaded_at.isoformat(),
                 "paused": False,
-                "blocked": _blocked(r.send, r.code in documents_required, kinds),
+                "blocked": _blocked(r.send, r.code in documents_required, r.documents),
                 "next_send": None,
                 "document": kinds[0] if kinds else None,
-                "documents": kinds,
+                "documents": list(kinds),
             }
         )
     return rows
