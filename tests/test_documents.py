@@ -269,3 +269,15 @@ def test_validate_a_valid_document(gw: Gateway) -> None:
     # --format ubl on a PDF: checked as UBL, so not XML at all.
     [error] = gw("validate", str(path), "--format", "ubl", code=1)["errors"]
     assert error["code"] == "empty_file" and "no XML element" in error["message"]
+
+
+def test_a_held_snapshot_links_waiting_documents_only_when_released(gw: Gateway) -> None:
+    gw.ingest("all.csv", invoice_rows(*(f"INV{i}" for i in range(30))))
+    gw.ingest("INV30.pdf", make_pdf())
+    # 25 of 30 open invoices would close: the drop guard holds the snapshot, nothing changes.
+    held = gw.ingest("few.csv", invoice_rows(*(f"INV{i}" for i in range(5)), "INV30"), code=1)
+    assert held["status"] == "held"
+    assert [d["file"] for d in gw.documents("--unlinked")] == ["INV30.pdf"]
+    released = gw("release", str(held["run_id"]))
+    assert released["status"] == "performed" and codes(released) == ["documents_linked"]
+    assert gw.documents("--unlinked") == [] and gw.invoices()["INV30"]["documents"] == ["pdf"]
