@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from gateway.archive import archive_relpath, hash_stream, move_into_archive
 from gateway.config import Administration, Config
+from gateway.document_names import is_pdf_name
 from gateway.import_schedule import RunHistory, decide_import_due
 from gateway.intake import MARKER_SUFFIX, parse_claimed_name
 from gateway.pipeline import Delivery, Pipeline, RunResult
@@ -51,13 +52,14 @@ class DeliveredFile:
 
 def is_open_items(path: Path) -> bool:
     """Open items (CSV or XML, or text the CSV parser will judge) wait for the schedule; documents and
-    archives do not (an archive's open-items members wait once they are unpacked)."""
+    archives do not (an archive's open-items members wait once they are unpacked). A ``.pdf`` name is a
+    document whatever its content (the pipeline rejects it at once when it is not a PDF)."""
     try:
         with open_claimed(path) as stream:
             kind = sniff(stream)
     except OSError:
         return False  # the pipeline refuses it with the reason, on arrival
-    return kind in (*OPEN_ITEMS_KINDS, Kind.UNKNOWN, Kind.UNKNOWN_XML)
+    return kind in (*OPEN_ITEMS_KINDS, Kind.UNKNOWN, Kind.UNKNOWN_XML) and not is_pdf_name(path.name)
 
 
 def waits_for_schedule(admin: Administration, path: Path) -> bool:

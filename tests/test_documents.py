@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
+from tests.archive_files import make_zip
 from tests.test_pdf import make_pdf
 
 DATA = Path(__file__).parent / "data" / "ubl"
@@ -281,3 +282,34 @@ def test_a_held_snapshot_links_waiting_documents_only_when_released(gw: Gateway)
     released = gw("release", str(held["run_id"]))
     assert released["status"] == "performed" and codes(released) == ["documents_linked"]
     assert gw.documents("--unlinked") == [] and gw.invoices()["INV30"]["documents"] == ["pdf"]
+
+
+def test_documents_inside_a_zip_are_members_like_any_other(gw: Gateway) -> None:
+    data = make_zip(
+        [
+            ("export/Factuur 2026-0042.pdf", make_pdf()),
+            ("export/2026-0043.xml", ubl_for("2026-0043")),
+            ("export/open-items.csv", invoice_rows("2026-0042", "2026-0043")),
+            ("export/2026-0044.pdf", b"not a pdf"),
+        ]
+    )
+    run = gw.ingest("export.zip", data, code=1)  # one member is rejected
+    members = {m["file"]: m for m in run["members"]}
+    assert {name: (m["status"], m["format"]) for name, m in members.items()} == {
+        "export.zip/Factuur 2026-0042.pdf": ("performed", "pdf"),
+        "export.zip/2026-0043.xml": ("performed", "ubl"),
+        "export.zip/open-items.csv": ("performed", "payt-csv"),
+        "export.zip/2026-0044.pdf": ("rejected", "pdf"),
+    }
+    assert {n: i["documents"] for n, i in gw.invoices().items()} == {"2026-0042": ["pdf"], "2026-0043": ["ubl"]}
+    # validate says the same per member.
+    path = gw.root / "drop" / "export.zip"
+    checked = {m["file"]: m for m in gw("validate", str(path), code=1)["members"]}
+    assert checked["export.zip/Factuur 2026-0042.pdf"]["document"]["candidates"][:3] == [
+        "Factuur 2026-0042",
+        "Factuur 2026",
+        "2026-0042",
+    ]
+    assert checked["export.zip/2026-0043.xml"]["document"]["number"] == "2026-0043"
+    assert [e["code"] for e in checked["export.zip/2026-0044.pdf"]["errors"]] == ["not_a_pdf"]
+    assert checked["export.zip/open-items.csv"]["valid"] and checked["export.zip/open-items.csv"]["rows"] == 2

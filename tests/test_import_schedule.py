@@ -156,6 +156,8 @@ def test_scheduled_takes_only_open_items_and_keeps_their_done_marker(scheduled: 
     scheduled.imports.run_due()
     older = deliver(scheduled, "monday.csv", csv_file(["A1"]), SLOT - timedelta(hours=5))
     pdf = deliver(scheduled, "A1.pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n%%EOF\n", SLOT - timedelta(hours=2))
+    # Named .pdf but CSV inside: a (bad) document, rejected on arrival, never the newest open items.
+    fake_pdf = deliver(scheduled, "A2.pdf", b"debtor_code;invoice_number\n1;2\n", SLOT - timedelta(minutes=30))
     newest = deliver(scheduled, "tuesday.csv", csv_file(["B1"]), SLOT - timedelta(hours=1))
     marker = newest.with_name(newest.name + ".done")
     marker.write_text("0" * 64)  # a wrong SHA-256: the file must be rejected as corrupt, not imported
@@ -165,7 +167,7 @@ def test_scheduled_takes_only_open_items_and_keeps_their_done_marker(scheduled: 
     [result] = scheduled.imports.run_due()
     assert (result.run["file"], result.status) == ("tuesday.csv", "rejected")
     assert [e["code"] for e in result.run["errors"]] == ["done_marker_mismatch"]
-    assert not older.exists() and not marker.exists() and pdf.exists()
+    assert not older.exists() and not marker.exists() and pdf.exists() and fake_pdf.exists()
     assert stored_invoices(scheduled, "F") == {}
 
 
