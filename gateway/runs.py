@@ -15,6 +15,7 @@ from gateway.store import bulk_insert
 from gateway.tables import COUNT_NAMES, administrations, files, import_runs, run_problems
 
 MAX_LISTED = 1000  # problems listed in a run's JSON; the archive report and `rejected show` have them all
+COLUMN_MAX = 255  # run_problems.column_name
 
 
 def find_file(conn: Connection, administration_id: int, sha256: str) -> int | None:
@@ -111,8 +112,13 @@ def finish_run(
         conn,
         "run_problems",
         ["run_id", "severity", "row", "column_name", "code", "message"],
-        [(run_id, p.severity.value, p.row, p.column, p.code, p.message) for p in problems],
+        [(run_id, p.severity.value, p.row, _bounded(p.column), p.code, p.message) for p in problems],
     )
+
+
+def _bounded(column: str | None) -> str | None:
+    """A column name or XML element path fits its database column (255); the message keeps the whole path."""
+    return column if column is None or len(column) <= COLUMN_MAX else column[: COLUMN_MAX - 1] + "…"
 
 
 def mark_interrupted(conn: Connection, now: datetime) -> int:

@@ -133,7 +133,7 @@ run_problems = sa.Table(
     sa.Column("run_id", sa.ForeignKey("import_runs.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("severity", sa.String(8), nullable=False),
     sa.Column("row", sa.Integer),
-    sa.Column("column_name", sa.String(64)),
+    sa.Column("column_name", sa.String(255)),  # a CSV column or an XML element path
     sa.Column("code", sa.String(64), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
 )

@@ -15,8 +15,9 @@ from gateway.errors import RejectFile
 from parsers.ubl import parse_ubl, read_ubl, ubl_schema
 
 DATA = Path(__file__).parent / "data" / "ubl"
-# The team's shared folder beside the repository (the issue texts' ``../shared``), or PAYT_GATEWAY_PEERS.
-PEERS = Path(os.environ.get("PAYT_GATEWAY_PEERS") or Path(__file__).resolve().parents[2] / "shared" / "peers")
+# Real files written by others (Peppol BIS 3 examples, the SI-UBL 2.0 test set; see their README), kept
+# in the repository so a clean clone tests against them.
+PEERS = Path(os.environ.get("PAYT_GATEWAY_PEERS") or Path(__file__).parent / "data" / "peers")
 INVOICE = (DATA / "invoice-2026-0042.xml").read_bytes()
 CREDIT_NOTE = (DATA / "credit-note-2026-0044.xml").read_bytes()
 
