@@ -5,6 +5,7 @@ Only here are concrete parsers named. Nothing creates engines, sockets or thread
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from gateway.pipeline import Delivery, ParseFn, Pipeline, ReadDocumentFn, RunRes
 from gateway.polling import ConnectorFactory, Poller
 from gateway.records import Snapshot
 from gateway.secrets import describe_secret, read_secret
+from gateway.sender import Sender
 from gateway.store import make_engine, migrate
 from gateway.tokens import DbTokenStore
+from gateway.transports import make_transport
 from gateway.watcher import open_claimed
 from parsers.payt_csv import CsvOptions, parse_payt_csv
 from parsers.payt_xml import XmlOptions, parse_payt_xml
@@ -109,6 +112,11 @@ class App:
     connectors: ConnectorFactory
     imports: Imports
     run_hooks: list[RunHook] = field(default_factory=list)  # called by the daemon after each processed file
+
+    def make_sender(self, stopping: threading.Event | None = None) -> Sender:
+        """The sender with the configured transport (outbox folder or SMTP); one per daemon or command."""
+        cfg = self.config
+        return Sender(cfg, self.engine, lambda: make_transport(cfg.sender, cfg.outbox_dir), self.clock, stopping)
 
 
 def build_app(

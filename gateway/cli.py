@@ -20,6 +20,7 @@ from gateway.config import Administration, Config, load_config
 from gateway.connect import DEFAULT_REDIRECT_URI, connect
 from gateway.documents import document_format, list_documents
 from gateway.errors import EX_CONFIG, ConfigError, RejectFile, TransientError
+from gateway.holds import DEBTOR_FLAGS, clear_holds, find_target, set_hold
 from gateway.imports import NO_FILE
 from gateway.intake import is_marker_name, marker_name
 from gateway.logs import configure_logging
@@ -27,8 +28,9 @@ from gateway.pipeline import ARCHIVE_KINDS, RunResult, copy_into_claimed
 from gateway.render import problems_block, run_summary, table
 from gateway.runs import get_run, list_runs, run_as_dict
 from gateway.store import transaction
+from gateway.transports import make_transport
 from gateway.validate import validate_archive, validate_document, validate_file
-from gateway.views import list_invoices
+from gateway.views import list_invoices, list_outbox, resolve_delivery
 from parsers.detect import sniff
 
 EX_UNAVAILABLE = 69
@@ -48,12 +50,21 @@ class Context:
             self._app = build_app(self.config, clock_from(self.args.now, self.config))
         return self._app
 
-    def emit(self, data: Any, human: str) -> None:
+    def emit(self, data: Any, human: str | Callable[[], str]) -> None:
+        """``--json``: one JSON document (a long list one element per line: the C encoder, not indent's
+        pure-Python one); else the human text, built only then when ``human`` is a function."""
         if self.args.json:
+            if isinstance(data, list) and len(data) > 100:
+                sys.stdout.write("[\n")
+                last = len(data) - 1
+                for i, item in enumerate(data):
+                    sys.stdout.write(json.dumps(item, ensure_ascii=False, default=str) + (",\n" if i < last else "\n"))
+                sys.stdout.write("]\n")
+                return
             json.dump(data, sys.stdout, indent=2, ensure_ascii=False, default=str)
             sys.stdout.write("\n")
         else:
-            print(human)
+            print(human() if callable(human) else human)
 
 
 def parse_now(text: str) -> datetime:
@@ -92,6 +103,7 @@ def cmd_run(ctx: Context) -> int:
 
 def cmd_check_config(ctx: Context) -> int:
     cfg = ctx.config
+    make_transport(cfg.sender, cfg.outbox_dir).close()  # the SMTP credential must be there
     data = {
         "valid": True,
         "source": cfg.source,
@@ -357,11 +369,19 @@ def cmd_invoices(ctx: Context) -> int:
     with transaction(ctx.app.engine, write=False) as conn:
         rows = list_invoices(
             conn,
+            ctx.config,
+            ctx.app.clock(),
             administration=ctx.args.administration,
             status=ctx.args.status,
             limit=ctx.args.limit or None,
-            documents_required={code for code, a in ctx.config.administrations.items() if a.documents.required},
         )
+    listing = (
+        []
+        if ctx.args.json
+        else [
+            {**r, "next": _next_text(r["next_send"], ctx.config), "doc": "+".join(r["documents"]) or None} for r in rows
+        ]
+    )
     columns = [
         ("administration", "admin"),
         ("number", "invoice"),
@@ -370,10 +390,10 @@ def cmd_invoices(ctx: Context) -> int:
         ("amount_open", "open"),
         ("status", "status"),
         ("doc", "doc"),
+        ("next", "next send"),
         ("blocked", "blocked"),
     ]
-    human = [{**r, "doc": "+".join(r["documents"]) or None} for r in rows]
-    ctx.emit(rows, table(human, columns, flexible="number"))
+    ctx.emit(rows, lambda: table(listing, columns, flexible="blocked"))
     return 0
 
 
@@ -393,6 +413,105 @@ def cmd_documents(ctx: Context) -> int:
         ("file", "file"),
     ]
     ctx.emit(rows, table(human, columns, flexible="file"))
+    return 0
+
+
+def _local(iso: str, config: Config) -> str:
+    """A stored UTC time as the operator reads it: in the gateway's zone, to the minute."""
+    return datetime.fromisoformat(iso).astimezone(config.zone).strftime("%Y-%m-%d %H:%M")
+
+
+def _next_text(next_send: dict[str, Any] | None, config: Config) -> str | None:
+    if next_send is None:
+        return None
+    return f"{next_send['kind']} {next_send['sequence']} {_local(next_send['scheduled_for'], config)}"
+
+
+def cmd_send_due(ctx: Context) -> int:
+    report = ctx.app.make_sender().run_pass()
+    data = report.as_dict()
+    ctx.emit(
+        data,
+        f"pass {report.pass_id} at {data['now']}: sent {report.sent}, failed {report.failed}, bounced "
+        f"{report.bounced}, unknown {report.unknown}, deferred {report.deferred}, released {report.released}"
+        + (f"; {report.recovered_unknown} earlier claim(s) now unknown" if report.recovered_unknown else ""),
+    )
+    return 0
+
+
+def cmd_outbox(ctx: Context) -> int:
+    if ctx.args.action == "resolve":
+        if ctx.args.id is None or ctx.args.sent == ctx.args.retry:
+            print("payt-gateway: outbox resolve ID needs exactly one of --sent and --retry", file=sys.stderr)
+            return 2
+        with transaction(ctx.app.engine) as conn:
+            result = resolve_delivery(conn, ctx.args.id, ctx.args.sent, ctx.app.clock())
+        ctx.emit(result, f"delivery {result['id']}: {result['previous']} -> {result['status']}")
+        return 0
+    with transaction(ctx.app.engine, write=False) as conn:
+        rows = list_outbox(
+            conn,
+            ctx.config,
+            ctx.app.clock(),
+            administration=ctx.args.administration,
+            status=ctx.args.status,
+            limit=ctx.args.limit or None,
+        )
+    listing = (
+        [] if ctx.args.json else [{**r, "when": _local(r["sent_at"] or r["scheduled_for"], ctx.config)} for r in rows]
+    )
+    columns = [
+        ("id", "id"),
+        ("administration", "admin"),
+        ("invoice", "invoice"),
+        ("kind", "kind"),
+        ("sequence", "#"),
+        ("when", "when"),
+        ("status", "status"),
+        ("reason", "reason"),
+    ]
+    ctx.emit(rows, lambda: table(listing, columns, flexible="reason"))
+    return 0
+
+
+def cmd_pause(ctx: Context) -> int:
+    return _pause(ctx, pause=True)
+
+
+def cmd_resume(ctx: Context) -> int:
+    return _pause(ctx, pause=False)
+
+
+def _pause(ctx: Context, pause: bool) -> int:
+    args = ctx.args
+    _admin(ctx, args.administration)
+    with transaction(ctx.app.engine) as conn:
+        admin_id, scope, target, what = find_target(conn, args.administration, args.invoice, args.debtor)
+        flag = "pause_reminders" if args.reminders_only else "pause"
+        if pause:
+            changed = int(set_hold(conn, admin_id, scope, target, flag, ctx.app.clock()))
+        else:
+            flags = ("pause_reminders",) if args.reminders_only else ("pause", "pause_reminders")
+            changed = clear_holds(conn, admin_id, scope, target, flags)
+    verb = "paused" if pause else "resumed"
+    extent = " (reminders only)" if args.reminders_only else ""
+    result = {"target": what, "action": "pause" if pause else "resume", "reminders_only": args.reminders_only}
+    ctx.emit({**result, "changed": bool(changed)}, f"{what}: {verb}{extent}" + ("" if changed else " (no change)"))
+    return 0
+
+
+def cmd_debtor_flag(ctx: Context) -> int:
+    args = ctx.args
+    _admin(ctx, args.administration)
+    with transaction(ctx.app.engine) as conn:
+        admin_id, scope, target, what = find_target(conn, args.administration, None, args.debtor)
+        flag = args.flag.replace("-", "_")
+        if args.clear:
+            changed = bool(clear_holds(conn, admin_id, scope, target, (flag,)))
+        else:
+            changed = set_hold(conn, admin_id, scope, target, flag, ctx.app.clock())
+    state = "cleared" if args.clear else "set"
+    ctx.emit({"target": what, "flag": flag, "set": not args.clear, "changed": changed}, f"{what}: {flag} {state}")
     return 0
 
 
@@ -469,6 +588,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlinked", action="store_true", help="only documents whose invoice has not arrived")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
     add_sftp_commands(sub)
+    add("send-due", cmd_send_due, "run the sender once: send every message that is due now, then exit")
+    p = add(
+        "outbox",
+        cmd_outbox,
+        "planned, held, sent and failed messages; `outbox resolve ID --sent|--retry` settles an unknown one",
+    )
+    p.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
+    p.add_argument("id", nargs="?", type=int, help="the delivery id (resolve)")
+    p.add_argument("--administration")
+    p.add_argument("--status", choices=["scheduled", "held", "sending", "sent", "failed", "cancelled", "unknown"])
+    p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
+    p.add_argument("--sent", action="store_true", help="resolve: it did go out; never send it again")
+    p.add_argument("--retry", action="store_true", help="resolve: it did not go out; send it at the next pass")
+    for name, func, text in (
+        ("pause", cmd_pause, "pause sending for an administration, a debtor or an invoice (at once)"),
+        ("resume", cmd_resume, "resume what pause stopped"),
+    ):
+        p = add(name, func, text)
+        p.add_argument("--administration", required=True)
+        target = p.add_mutually_exclusive_group()
+        target.add_argument("--invoice", help="an invoice number")
+        target.add_argument("--debtor", help="a debtor code")
+        p.add_argument("--reminders-only", action="store_true", help="only reminders (the invoice itself still goes)")
+    p = add("debtor-flag", cmd_debtor_flag, "set or clear a debtor's 'no invoices' or 'no final reminder' flag")
+    p.add_argument("flag", choices=[f.replace("_", "-") for f in DEBTOR_FLAGS])
+    p.add_argument("--administration", required=True)
+    p.add_argument("--debtor", required=True)
+    p.add_argument("--clear", action="store_true", help="clear the flag instead of setting it")
     return parser
 
 

@@ -9,7 +9,8 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,8 @@ DATE_ORDERS = ("dmy", "mdy")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ADMIN_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+TRANSPORTS = ("outbox", "smtp")
+EMAIL_ADDRESS = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+$")
 
 
 @dataclass(frozen=True)
@@ -36,14 +39,23 @@ class SendingSettings:
     invoice_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat")
     reminder_days: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri")
     window: tuple[str, str] = ("08:00", "18:00")
+    skip_holidays: bool = True  # national public holidays of the administration's country
+    min_invoice_cents: int = 0  # an invoice whose open amount is below this is not sent
+    max_age_months: int = 1  # an invoice dated more than this before its first import is too old to send
 
 
 @dataclass(frozen=True)
 class ReminderSettings:
+    """DOMAIN.md §6. ``pre_reminder_days`` 0 = no pre-reminder; the minimum amounts are in cents."""
+
     first_after_days: int = 7
     count: int = 2
     interval_days: int = 14
     final_reminder: bool = True
+    pre_reminder_days: int = 0
+    payment_term_days: int = 7
+    min_reminder_cents: int = 0
+    min_final_reminder_cents: int = 0
 
 
 @dataclass(frozen=True)
@@ -146,6 +158,24 @@ class SftpSettings:
 
 
 @dataclass(frozen=True)
+class SenderConfig:
+    """``[sender]``: how messages leave. The SMTP password is a credential (``SMTP_PASSWORD``), never here."""
+
+    transport: str = "outbox"
+    from_address: str = "payt-gateway@localhost"
+    from_name: str = ""
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str = ""
+    smtp_ca_file: str = ""  # a private CA to verify the server's certificate with (default: the system's)
+    timeout_seconds: float = 30.0
+    retry_initial_seconds: float = 30.0  # transient failures: wait this, doubling, while the window is open
+    retry_attempts: int = 5  # attempts per message within one pass
+    batch_size: int = 100  # steps claimed per transaction
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
@@ -154,7 +184,7 @@ class Config:
     sweep_seconds: float = 60.0
     sftp: SftpSettings = field(default_factory=SftpSettings)
     http: Mapping[str, Any] = field(default_factory=dict)
-    sender: Mapping[str, Any] = field(default_factory=dict)
+    sender: SenderConfig = field(default_factory=SenderConfig)
     administrations: Mapping[str, Administration] = field(default_factory=dict)
     source: str = "built-in default"
 
@@ -170,6 +200,11 @@ class Config:
     def claimed_dir(self) -> Path:
         """The private folder a file is renamed into when it is claimed (same filesystem as the inbox)."""
         return self.data_dir / "claimed"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the ``outbox`` transport writes one ``.eml`` file per message."""
+        return self.data_dir / "outbox"
 
     @property
     def zone(self) -> ZoneInfo:
@@ -233,6 +268,23 @@ class _Reader:
 
         return float(self.get(name, default, check))
 
+    def cents(self, name: str, default: int) -> int:
+        """A non-negative amount (``"12.50"`` or a number) as whole cents."""
+
+        def parse(v: Any) -> int | None:
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                return None
+            try:
+                amount = Decimal(str(v).strip())
+            except InvalidOperation:
+                return None
+            if not amount.is_finite() or amount < 0 or amount != amount.quantize(Decimal("0.01")):
+                return None
+            return int(amount * 100)
+
+        value = self.get(name, None, lambda v: None if parse(v) is not None else 'must be an amount such as "12.50"')
+        return default if value is None else int(parse(value) or 0)
+
     def strings(
         self,
         name: str,
@@ -291,6 +343,9 @@ def _sending(table: Mapping[str, Any], prefix: str, problems: list[str]) -> Send
         invoice_days=r.strings("invoice_days", d.invoice_days, days, "weekday names mon..sun"),
         reminder_days=r.strings("reminder_days", d.reminder_days, days, "weekday names mon..sun"),
         window=(window[0], window[1]),
+        skip_holidays=r.boolean("skip_holidays", d.skip_holidays),
+        min_invoice_cents=r.cents("min_invoice_amount", d.min_invoice_cents),
+        max_age_months=r.integer("max_age_months", d.max_age_months, 0, 1200),
     )
     if (24 * 60) % s.slot_minutes:
         r.bad("slot_minutes", "must divide a day evenly (for example 15, 30 or 60)")
@@ -306,7 +361,38 @@ def _reminders(table: Mapping[str, Any], prefix: str, problems: list[str]) -> Re
         count=r.integer("count", d.count, 0, 4),
         interval_days=r.integer("interval_days", d.interval_days, 1, 365),
         final_reminder=r.boolean("final_reminder", d.final_reminder),
+        pre_reminder_days=r.integer("pre_reminder_days", d.pre_reminder_days, 0, 365),
+        payment_term_days=r.integer("payment_term_days", d.payment_term_days, 1, 365),
+        min_reminder_cents=r.cents("min_reminder_amount", d.min_reminder_cents),
+        min_final_reminder_cents=r.cents("min_final_reminder_amount", d.min_final_reminder_cents),
     )
+    r.finish()
+    return s
+
+
+def _sender(table: Mapping[str, Any], problems: list[str]) -> SenderConfig:
+    r = _Reader(table, "sender", problems)
+    d = SenderConfig()
+    s = SenderConfig(
+        transport=r.choice("transport", d.transport, TRANSPORTS),
+        from_address=r.text("from_address", d.from_address, EMAIL_ADDRESS),
+        from_name=str(r.get("from_name", d.from_name, lambda v: None if isinstance(v, str) else "must be a string")),
+        smtp_host=r.text("smtp_host", d.smtp_host),
+        smtp_port=r.integer("smtp_port", d.smtp_port, 1, 65535),
+        smtp_starttls=r.boolean("smtp_starttls", d.smtp_starttls),
+        smtp_username=str(
+            r.get("smtp_username", d.smtp_username, lambda v: None if isinstance(v, str) else "must be a string")
+        ),
+        smtp_ca_file=str(
+            r.get("smtp_ca_file", d.smtp_ca_file, lambda v: None if isinstance(v, str) else "must be a file path")
+        ),
+        timeout_seconds=r.number("timeout_seconds", d.timeout_seconds, 0.1, 600.0),
+        retry_initial_seconds=r.number("retry_initial_seconds", d.retry_initial_seconds, 0.0, 3600.0),
+        retry_attempts=r.integer("retry_attempts", d.retry_attempts, 1, 100),
+        batch_size=r.integer("batch_size", d.batch_size, 1, 1000),
+    )
+    if s.transport == "smtp" and "from_address" not in table:
+        problems.append('sender.from_address: required with transport = "smtp"')
     r.finish()
     return s
 
@@ -488,8 +574,11 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
     # The built-in default (no file) is the embedded setup of CONTRACT.md, SFTP included; a file says so itself.
     sftp = _sftp(top.table_of("sftp"), data_dir, source == "built-in default", problems)
     http = top.table_of("http")
-    sender = top.table_of("sender")
-    _check_secrets_absent(sender, "sender", problems)
+    sender_table = top.table_of("sender")
+    _check_secrets_absent(sender_table, "sender", problems)
+    sender = _sender({k: v for k, v in sender_table.items() if not _is_secret_key(k)}, problems)
+    if sender.smtp_ca_file:  # relative to the configuration file's folder
+        sender = replace(sender, smtp_ca_file=str((base_dir / sender.smtp_ca_file).resolve()))
     admins_table = top.table_of("administrations")
     admins: dict[str, Administration] = {}
     for code, table in admins_table.items():
@@ -519,12 +608,16 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
 SECRET_KEYS = re.compile(r"(password|secret|token|security_code|private_key|passphrase)", re.IGNORECASE)
 
 
+def _is_secret_key(key: str) -> bool:
+    return bool(SECRET_KEYS.search(key)) and key != "smtp_username"
+
+
 def _check_secrets_absent(table: Any, prefix: str, problems: list[str]) -> None:
     """Secrets never live in the configuration file (CONTRACT.md); refuse them instead of using them."""
     if not isinstance(table, dict):
         return
     for key in table:
-        if SECRET_KEYS.search(key) and key != "smtp_username":
+        if _is_secret_key(key):
             problems.append(
                 f"{prefix}.{key}: secrets do not belong in the configuration file; use a systemd credential "
                 f"or the environment variable PAYT_GATEWAY_<CODE>_<NAME>"

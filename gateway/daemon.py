@@ -1,7 +1,12 @@
-"""The daemon: intake and the pipeline in one worker thread; the main thread only supervises.
+"""The daemon: intake and the pipeline in one worker thread, the sender in another; the main thread supervises.
 
-Signal handlers only set events. SIGTERM/SIGINT stop intake; the worker finishes the file in hand and the
-process exits 0. A worker that dies unexpectedly makes the process exit non-zero (systemd restarts it).
+Signal handlers only set events. SIGTERM/SIGINT stop intake; the worker finishes the file in hand, the sender
+the message in hand, and the process exits 0. A thread that dies unexpectedly makes the process exit non-zero
+(systemd restarts it).
+
+The sender's job: a pass at start-up (the catch-up: what became due while the gateway was down and may still
+go now, inside its window), then one at every slot boundary (:00 and :30 by default). The timer only decides
+when to run a pass; what is due, and what was sent, is read from the database every time.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import schedule
 import structlog
 
 from gateway.app import App
-from gateway.errors import TransientError
+from gateway.errors import ConfigError, TransientError
 from gateway.imports import waits_for_schedule
 from gateway.pipeline import Delivery, RunResult
 from gateway.runs import mark_interrupted
+from gateway.slots import make_calendar, next_wakeup
 from gateway.store import transaction
 from gateway.unpack import clear_work_folders
 from gateway.watcher import Claimed, Intake, Refused
@@ -43,8 +49,12 @@ class Daemon:
         self.import_check.set()
         self.jobs = schedule.Scheduler()
         self.jobs.every(SCHEDULE_CHECK_SECONDS).seconds.do(self._request_import_check)
+        self.sender = app.make_sender(self.stopping)
+        self.sender_thread = threading.Thread(target=self._send_loop, name="gateway-sender")
+        self.sender_failed = False
 
     def run(self) -> int:
+        self.sender.make_transport().close()  # a missing SMTP credential stops the start (exit 78)
         self._install_signals()
         with transaction(self.app.engine) as conn:
             interrupted = mark_interrupted(conn, self.app.clock())
@@ -64,6 +74,7 @@ class Daemon:
             self.intake.stop()
             raise
         self.worker.start()
+        self.sender_thread.start()
         log.info(
             "gateway_started",
             administrations=sorted(self.app.config.administrations),
@@ -72,7 +83,7 @@ class Daemon:
         )
         try:
             while not self.stopping.wait(0.5):
-                if not self.worker.is_alive():
+                if not self.worker.is_alive() or not self.sender_thread.is_alive():
                     break
         finally:
             self.stopping.set()
@@ -80,9 +91,13 @@ class Daemon:
             self.worker.join(timeout=30)
             for service in reversed(self.services):
                 service.stop()
+            self.sender_thread.join(timeout=60)
             self.intake.stop()
         if self.worker_failed or self.worker.is_alive():
             log.error("gateway_stopped", reason="the worker died unexpectedly")
+            return EX_SOFTWARE
+        if self.sender_failed or self.sender_thread.is_alive():
+            log.error("gateway_stopped", reason="the sender died unexpectedly")
             return EX_SOFTWARE
         log.info("gateway_stopped")
         return 0
@@ -105,6 +120,25 @@ class Daemon:
         except BaseException:
             self.worker_failed = True
             log.exception("worker_died")
+            raise
+
+    def _send_loop(self) -> None:
+        """A pass now (catch-up), then one at every slot boundary of any administration, until stopped."""
+        calendars = [make_calendar(a) for a in self.app.config.administrations.values()]
+        try:
+            while not self.stopping.is_set():
+                try:
+                    self.sender.run_pass()
+                except TransientError as exc:
+                    log.warning("send_pass_deferred", reason=str(exc))
+                except ConfigError as exc:
+                    log.error("send_pass_refused", problems=exc.problems)
+                now = self.app.clock()
+                wake = next_wakeup(now, calendars)
+                self.stopping.wait(max((wake - now).total_seconds(), 1.0))
+        except BaseException:
+            self.sender_failed = True
+            log.exception("sender_died")
             raise
 
     def _loop(self) -> None:

@@ -218,3 +218,69 @@ document_numbers = sa.Table(
     sa.Column("rank", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("number", sa.String(255), nullable=False),
 )
+
+# -- the sender's own tables (issue 5): business tables are only read by the sender -------------------------
+
+sender_passes = sa.Table(
+    "sender_passes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("process", sa.String(32), nullable=False),  # a random token per process (pids are reused)
+    sa.Column("now", UTCDateTime, nullable=False),  # the business time of the pass (--now or the clock)
+    sa.Column("started_at", UTCDateTime, nullable=False),  # real time, like heartbeat_at
+    sa.Column("heartbeat_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("sent", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("invoice_id", sa.ForeignKey("invoices.id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),
+    sa.Column("scheduled_for", UTCDateTime, nullable=False),
+    sa.Column("recipient", sa.String(255)),
+    sa.Column("message_id", sa.String(255)),
+    sa.Column("pass_id", sa.ForeignKey("sender_passes.id")),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Column("sent_at", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("deadline", sa.Date),  # final reminder: the last day of the 14-day term
+    sa.Column("costs_cents", sa.BigInteger),  # final reminder: the collection costs stated
+    sa.UniqueConstraint("invoice_id", "kind", "sequence", name="uq_deliveries_invoice_step"),
+    sa.Index("ix_deliveries_status", "status"),
+    sa.Index("ix_deliveries_administration_status", "administration_id", "status"),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("administration_id", sa.ForeignKey("administrations.id"), nullable=False),
+    sa.Column("scope", sa.String(16), nullable=False),  # administration | debtor | invoice
+    sa.Column("target_id", sa.Integer, nullable=False),  # debtors.id / invoices.id; 0 for the administration
+    sa.Column("flag", sa.String(24), nullable=False),  # pause | pause_reminders | no_invoices | no_final_reminder
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("administration_id", "scope", "target_id", "flag", name="uq_holds_target_flag"),
+)
+
+bounces = sa.Table(
+    "bounces",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("debtor_id", sa.ForeignKey("debtors.id"), nullable=False),
+    sa.Column("address", sa.String(255), nullable=False),  # lower case
+    sa.Column("delivery_id", sa.ForeignKey("deliveries.id")),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("bounced_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("debtor_id", "address", name="uq_bounces_debtor_address"),
+)
