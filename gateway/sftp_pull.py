@@ -28,8 +28,8 @@ import structlog
 from sqlalchemy.engine import Engine
 
 from gateway.config import Administration, Config, PullSettings
-from gateway.credentials import credential_name, read_credential
 from gateway.intake import is_temporary_name
+from gateway.secrets import describe_secret, read_secret
 from gateway.sftp_keys import fingerprint_of
 from gateway.sftp_paths import INTERNAL_PREFIX, is_acceptable_name
 from gateway.sftp_tables import sftp_pulled
@@ -126,11 +126,10 @@ class Puller:
         return fetched
 
     def _poll(self, admin: Administration, pull: PullSettings) -> int:
-        secret = read_credential(admin.code, KEY_CREDENTIAL)
+        secret = read_secret(KEY_CREDENTIAL, admin.code)
         if not secret:
-            name = credential_name(admin.code, KEY_CREDENTIAL)
-            raise PullError(f"no private key: set credential {name} (or PAYT_GATEWAY_{name})")
-        key = load_private_key(secret)
+            raise PullError(f"no private key: {describe_secret(KEY_CREDENTIAL, admin.code)}")
+        key = load_private_key(secret + "\n")  # read_secret strips the PEM's final newline
         sock = socket.create_connection((pull.host, pull.port), timeout=pull.timeout_seconds)
         transport = paramiko.Transport(sock)
         try:
