@@ -92,3 +92,12 @@ def test_unreadable_and_invalid_toml(tmp_path: Path) -> None:
     bad.write_text("[gateway\n", "utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(str(bad))
+
+
+def test_the_quick_start_configuration_is_the_embedded_default_with_sftp_on_loopback() -> None:
+    root = Path(__file__).parents[1]
+    config = load_config(root / "gateway.toml")
+    assert config.data_dir == root and config.database_url == f"sqlite:///{root / 'gateway.db'}"
+    assert (config.sftp.enabled, config.sftp.bind, config.sftp.port) == (True, "127.0.0.1", 2222)
+    demo = config.administrations["DEMO"]
+    assert (demo.source, demo.format, demo.import_mode) == ("file", "auto", "on_delivery")
