@@ -8,7 +8,7 @@ connector, which knows its vendor's error bodies. httpx errors never leave this 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -60,8 +60,12 @@ class VendorHttp:
         data: Mapping[str, str] | None = None,
         content: str | bytes | None = None,
         auth: tuple[str, str] | None = None,
+        final: Callable[[httpx.Response], bool] | None = None,
     ) -> httpx.Response:
-        """Send until a non-transient answer arrives; raise TransientVendorError when retries run out."""
+        """Send until a non-transient answer arrives; raise TransientVendorError when retries run out.
+
+        ``final``: a response it accepts is returned even with a retryable status (a SOAP fault is HTTP 500).
+        """
         last = "no attempt"
         status: int | None
         response_headers: dict[str, str]
@@ -76,7 +80,7 @@ class VendorHttp:
             except httpx.TransportError as exc:
                 last, status, response_headers = f"cannot reach {_where(url)}: {exc}", None, {}
             else:
-                if not is_retryable(response.status_code):
+                if not is_retryable(response.status_code) or (final is not None and final(response)):
                     pause = decide_pause(response.headers, self.clock.now())
                     if 0 < pause <= self.max_wait:
                         self.clock.sleep(pause)

@@ -6,7 +6,9 @@ Adding a vendor: a module in ``connectors/`` with ``SETTINGS``, ``secrets`` and 
 
 from __future__ import annotations
 
-from connectors import exact_online, moneybird
+from connectors import eboekhouden, exact_online, moneybird, twinfield
 from connectors.base import Vendor
 
-VENDORS: dict[str, Vendor] = {v.source: v for v in (moneybird.VENDOR, exact_online.VENDOR)}
+VENDORS: dict[str, Vendor] = {
+    v.source: v for v in (moneybird.VENDOR, exact_online.VENDOR, twinfield.VENDOR, eboekhouden.VENDOR)
+}
