@@ -10,22 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.config import KindSettings
-from gateway.ignore import IgnoreLists
-from gateway.reconcile import decide_kind
-from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Problem, Snapshot, error, warning
-from gateway.store import bulk_insert, driver_datetime
+from gateway.records import Problem, Snapshot, error, warning
+from gateway.stage_rows import STAGED_INVOICE_FIELDS, Batch, StagePolicy, StageRows
+from gateway.store import bulk_insert
 from gateway.tables import debtor_columns, invoices
 
-CHUNK = 10_000
+__all__ = ["StagePolicy", "Staged", "create_stage", "drop_stage", "finish_stage", "stage_batch", "stage_snapshot"]
 stage_metadata = sa.MetaData()
 
 stage_debtors = sa.Table(
@@ -45,23 +39,6 @@ stage_debtor_versions = sa.Table(
     sa.Column("fingerprint", sa.BigInteger, nullable=False),
     *debtor_columns(),
     prefixes=["TEMPORARY"],
-)
-# The invoice fields a snapshot delivers, typed as in the invoices table.
-STAGED_INVOICE_FIELDS = (
-    "number",
-    "invoice_date",
-    "due_date",
-    "amount_total_cents",
-    "amount_open_cents",
-    "currency",
-    "description",
-    "payment_condition",
-    "payment_reference",
-    "order_number",
-    "sent_at",
-    "document_filename",
-    "kind",
-    "send",
 )
 stage_invoices = sa.Table(
     "stage_invoices",
@@ -97,15 +74,6 @@ _LAST_VERSIONS = (
 )
 
 
-@dataclass(frozen=True)
-class StagePolicy:
-    """What staging needs of the administration's settings."""
-
-    kinds: KindSettings
-    ignore: IgnoreLists
-    zone: ZoneInfo
-
-
 @dataclass
 class Staged:
     """The outcome of staging: file-wide problems found, and rows left out on purpose."""
@@ -124,88 +92,31 @@ def drop_stage(conn: Connection) -> None:
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
 
 
-def to_cents(amount: Decimal) -> int:
-    """Whole cents of an amount; an amount with more than two decimals is a bug of its source."""
-    cents = amount * 100
-    whole = int(cents)
-    if whole != cents:
-        raise ValueError(f"amount {amount} has more than two decimals")
-    return whole
-
-
-def _sent_at(value: datetime | date | None, zone: ZoneInfo) -> datetime | None:
-    """A delivered ``sent_at``: a date is midnight in the administration's zone; naive times are local."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        value = datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)
-    return value.astimezone(UTC)
-
-
 def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) -> Staged:
     """Stream ``snapshot.entries`` into the stage tables, then apply the file-wide rules."""
+    rows = StageRows(policy, naive_utc=conn.dialect.name == "sqlite")
     create_stage(conn)
-    staged = Staged()
-    invoice_rows: list[tuple[Any, ...]] = []
-    version_rows: list[tuple[Any, ...]] = []
-    blocked: set[tuple[str, str]] = set()
-    previous: Debtor | None = None
-    check_ignore = not policy.ignore.empty
-    kinds, zone = policy.kinds, policy.zone
+    for batch in rows.batches(snapshot.entries):
+        stage_batch(conn, batch)
+    blocked = {("invoice", n) for n in rows.blocked_invoices}
+    blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
+    blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
+    return finish_stage(conn, blocked, rows.ignored)
 
-    def flush() -> None:
-        bulk_insert(conn, "stage_invoices", INVOICE_STAGE_COLUMNS, invoice_rows)
-        bulk_insert(conn, "stage_debtor_versions", VERSION_STAGE_COLUMNS, version_rows)
-        invoice_rows.clear()
-        version_rows.clear()
 
-    for entry in snapshot.entries:
-        inv, debtor = entry.invoice, entry.debtor
-        if check_ignore and policy.ignore.is_ignored(inv.number, debtor.code, inv.payment_condition):
-            blocked.add(("invoice", inv.number))
-            staged.ignored += 1
-            continue
-        total, open_ = to_cents(inv.amount_total), to_cents(inv.amount_open)
-        kind, kind_policy = decide_kind(total, open_, kinds)
-        if kind_policy == "skip":
-            blocked.add(("invoice", inv.number))
-            staged.ignored += 1
-            continue
-        sent_at = None if inv.sent_at is None else _sent_at(inv.sent_at, zone)
-        invoice_rows.append(
-            (
-                entry.line,
-                inv.debtor_code,
-                inv.number,
-                inv.invoice_date.isoformat(),
-                inv.due_date.isoformat(),
-                total,
-                open_,
-                inv.currency,
-                inv.description,
-                inv.payment_condition,
-                inv.payment_reference,
-                inv.order_number,
-                driver_datetime(conn, sent_at),
-                inv.document_filename,
-                kind,
-                kind_policy == "import_and_send",
-            )
-        )
-        if debtor is not previous:
-            previous = debtor
-            values = tuple(getattr(debtor, f) for f in DEBTOR_DATA_FIELDS)
-            version_rows.append((debtor.code, entry.line, hash(values), *values))
-        if len(invoice_rows) >= CHUNK:
-            flush()
-    flush()
+def stage_batch(conn: Connection, batch: Batch) -> None:
+    """Write one batch of stage rows (the stage tables exist: ``create_stage``)."""
+    invoice_rows, version_rows = batch
+    bulk_insert(conn, "stage_invoices", INVOICE_STAGE_COLUMNS, invoice_rows)
+    bulk_insert(conn, "stage_debtor_versions", VERSION_STAGE_COLUMNS, version_rows)
+
+
+def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int) -> Staged:
+    """The file-wide rules, once every row is staged. ``blocked``: (kind, key) pairs that get no update."""
+    staged = Staged(ignored=ignored)
     conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
     analyze(conn, "stage_invoices", "stage_debtor_versions")
     conn.exec_driver_sql(_LAST_VERSIONS)
-    blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
-    blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
     staged.problems.extend(_duplicate_numbers(conn, blocked))
     bulk_insert(conn, "stage_blocked", ["kind", "key"], sorted(blocked))
     analyze(conn, "stage_debtors", "stage_blocked")
