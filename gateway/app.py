@@ -1,6 +1,7 @@
 """The composition root: the one place that builds the object graph from the configuration.
 
-Only here are concrete parsers named. Nothing creates engines, sockets or threads at import time.
+Only here are concrete parsers chosen (``gateway.formats`` adapts them to an administration's settings).
+Nothing creates engines, sockets or threads at import time.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
 
@@ -18,18 +18,16 @@ from connectors.base import Clock as ConnectorClock
 from connectors.base import Connector, ConnectorContext
 from connectors.registry import VENDORS
 from gateway.config import Administration, Config
+from gateway.formats import parse_csv, parse_xml
 from gateway.imports import Imports
 from gateway.pipeline import Delivery, ParseFn, Pipeline, ReadDocumentFn, RunResult
 from gateway.polling import ConnectorFactory, Poller
-from gateway.records import Snapshot
 from gateway.secrets import describe_secret, read_secret
 from gateway.sender import Sender
 from gateway.store import make_engine, migrate
 from gateway.tokens import DbTokenStore
 from gateway.transports import make_transport
 from gateway.watcher import open_claimed
-from parsers.payt_csv import CsvOptions, parse_payt_csv
-from parsers.payt_xml import XmlOptions, parse_payt_xml
 from parsers.pdf import read_pdf
 from parsers.ubl import read_ubl
 
@@ -43,29 +41,6 @@ def system_clock() -> datetime:
 
 def fixed_clock(moment: datetime) -> Clock:
     return lambda: moment
-
-
-def csv_options(admin: Administration | None) -> CsvOptions:
-    if admin is None:
-        return CsvOptions(administration_code="")
-    return CsvOptions(
-        administration_code=admin.code,
-        default_currency=admin.currency,
-        default_country=admin.country,
-        date_order=admin.date_order,
-    )
-
-
-def parse_csv(stream: BinaryIO, admin: Administration) -> Snapshot:
-    return parse_payt_csv(stream, csv_options(admin))
-
-
-def xml_options(admin: Administration) -> XmlOptions:
-    return XmlOptions(administration_code=admin.code, default_currency=admin.currency, default_country=admin.country)
-
-
-def parse_xml(stream: BinaryIO, admin: Administration) -> Snapshot:
-    return parse_payt_xml(stream, xml_options(admin))
 
 
 PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv, "payt-xml": parse_xml}

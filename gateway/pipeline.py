@@ -13,7 +13,8 @@ import secrets
 import shutil
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +33,9 @@ from gateway.documents import Received, document_format, store_document
 from gateway.errors import RejectFile, TransientError
 from gateway.ignore import IgnoreLists
 from gateway.intake import MARKER_SUFFIX, MAX_MARKER_BYTES, decide_marker_content, make_claimed_name
+from gateway.parse_worker import MIN_BYTES as WORKER_MIN_BYTES
+from gateway.parse_worker import WORKER_FORMATS, WorkerRows, worth_a_worker
+from gateway.parse_worker import ParseFn as ParseFn  # re-exported: the composition root's parsers
 from gateway.reconcile import Counts
 from gateway.records import Document, Problem, Snapshot, UblDocument, error, notice
 from gateway.runs import (
@@ -44,12 +48,12 @@ from gateway.runs import (
     run_as_dict,
     start_run,
 )
-from gateway.staging import StagePolicy, drop_stage, stage_snapshot
+from gateway.stage_rows import LocalRows, RowSource, StagePolicy
+from gateway.staging import drop_stage, naive_utc, stage_source
 from gateway.store import ensure_administration, transaction
 from gateway.unpack import claim_members, unpack, work_folder
 from parsers.detect import Kind, open_items_format, sniff
 
-ParseFn = Callable[[BinaryIO, Administration], Snapshot]
 ReadDocumentFn = Callable[[BinaryIO], Document]
 OpenFn = Callable[[Path], BinaryIO]
 log = structlog.get_logger("gateway.pipeline")
@@ -85,7 +89,10 @@ class Pipeline:
         open_file: OpenFn,
         clock: Callable[[], datetime],
         document_readers: Mapping[str, ReadDocumentFn],
+        worker_min_bytes: int | None = WORKER_MIN_BYTES,
     ):
+        """``worker_min_bytes``: files from this size on are parsed in a worker process (None: never)."""
+        self.worker_min_bytes = worker_min_bytes
         self.config = config
         self.engine = engine
         self.parsers = parsers
@@ -254,10 +261,12 @@ class Pipeline:
         parse = self.parsers.get(fmt)
         if parse is None:
             raise RejectFile([error("unsupported_format", f"format {fmt!r} is not supported")])
-        snapshot = parse(stream, admin)
-        check_administration(snapshot, admin)
         ignore = IgnoreLists.from_settings(admin.ignore)
-        staged = stage_snapshot(conn, snapshot, StagePolicy(admin.kinds, ignore, admin_zone(admin)))
+        policy = StagePolicy(admin.kinds, ignore, admin_zone(admin))
+        with self._row_source(stream, fmt, parse, admin, policy, naive_utc(conn)) as source:
+            snapshot = source.snapshot
+            check_administration(snapshot, admin)
+            staged = stage_source(conn, source)
         applied = reconcile_staged(
             conn,
             ctx,
@@ -354,6 +363,17 @@ class Pipeline:
         if delivery.marker is not None and delivery.marker.exists():
             move_into_archive(delivery.marker, self.config.data_dir, relpath + MARKER_SUFFIX)
         move_into_archive(delivery.path, self.config.data_dir, relpath)
+
+    @contextmanager
+    def _row_source(
+        self, stream: BinaryIO, fmt: str, parse: ParseFn, admin: Administration, policy: StagePolicy, naive: bool
+    ) -> Iterator[RowSource]:
+        """The snapshot and its stage rows: parsed in a worker process when that pays off, else here."""
+        if fmt in WORKER_FORMATS and worth_a_worker(stream, parse, self.worker_min_bytes):
+            with WorkerRows(stream, parse, admin, policy, naive) as rows:
+                yield rows
+        else:
+            yield LocalRows(parse(stream, admin), policy, naive)
 
     def _held_run(self, conn: Connection, run_id: int) -> Any:
         row = get_run(conn, run_id)

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from operator import attrgetter
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gateway.config import KindSettings
 from gateway.ignore import IgnoreLists
 from gateway.reconcile import MUTABLE_INVOICE_FIELDS, decide_kind
-from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Entry
+from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Entry, Snapshot
 
 CHUNK = 10_000  # invoice rows per batch
 DATE_CACHE_SIZE = 8192  # ISO strings of dates kept (a file has a few thousand distinct dates)
@@ -152,3 +152,40 @@ class StageRows:
                 invoice_rows, version_rows = [], []
         if invoice_rows or version_rows:
             yield invoice_rows, version_rows
+
+
+class RowSource(Protocol):
+    """A snapshot and its stage rows: parsed here (``LocalRows``) or in a worker process (``WorkerRows``).
+
+    ``snapshot``'s problems, blocked keys and row count, and ``blocked_invoices`` (ignored and skipped
+    items) and ``ignored``, are complete once ``batches()`` is exhausted.
+    """
+
+    snapshot: Snapshot
+
+    @property
+    def blocked_invoices(self) -> set[str]: ...
+
+    @property
+    def ignored(self) -> int: ...
+
+    def batches(self) -> Iterator[Batch]: ...
+
+
+class LocalRows:
+    """The stage rows of a snapshot parsed in this process."""
+
+    def __init__(self, snapshot: Snapshot, policy: StagePolicy, naive_utc: bool):
+        self.snapshot = snapshot
+        self._rows = StageRows(policy, naive_utc)
+
+    @property
+    def blocked_invoices(self) -> set[str]:
+        return self._rows.blocked_invoices
+
+    @property
+    def ignored(self) -> int:
+        return self._rows.ignored
+
+    def batches(self) -> Iterator[Batch]:
+        return self._rows.batches(self.snapshot.entries)

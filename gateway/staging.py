@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from gateway.records import Problem, Snapshot, error, warning
-from gateway.stage_rows import STAGED_INVOICE_FIELDS, Batch, StagePolicy, StageRows
+from gateway.stage_rows import STAGED_INVOICE_FIELDS, Batch, LocalRows, RowSource
+from gateway.stage_rows import StagePolicy as StagePolicy  # re-exported: staging's callers build it
 from gateway.store import bulk_insert
 from gateway.tables import debtor_columns, invoices
 
-__all__ = ["StagePolicy", "Staged", "create_stage", "drop_stage", "finish_stage", "stage_batch", "stage_snapshot"]
 stage_metadata = sa.MetaData()
 
 stage_debtors = sa.Table(
@@ -94,14 +94,24 @@ def drop_stage(conn: Connection) -> None:
 
 def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) -> Staged:
     """Stream ``snapshot.entries`` into the stage tables, then apply the file-wide rules."""
-    rows = StageRows(policy, naive_utc=conn.dialect.name == "sqlite")
+    return stage_source(conn, LocalRows(snapshot, policy, naive_utc(conn)))
+
+
+def naive_utc(conn: Connection) -> bool:
+    """Whether the driver takes timestamps as naive UTC (see ``gateway.tables.UTCDateTime``)."""
+    return conn.dialect.name == "sqlite"
+
+
+def stage_source(conn: Connection, source: RowSource) -> Staged:
+    """Stream the source's rows into the stage tables, then apply the file-wide rules."""
     create_stage(conn)
-    for batch in rows.batches(snapshot.entries):
+    for batch in source.batches():
         stage_batch(conn, batch)
-    blocked = {("invoice", n) for n in rows.blocked_invoices}
+    snapshot = source.snapshot
+    blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
-    return finish_stage(conn, blocked, rows.ignored)
+    return finish_stage(conn, blocked, source.ignored)
 
 
 def stage_batch(conn: Connection, batch: Batch) -> None:

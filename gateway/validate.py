@@ -19,7 +19,8 @@ from gateway.errors import RejectFile
 from gateway.ignore import IgnoreLists
 from gateway.pipeline import ARCHIVE_KINDS, ParseFn, ReadDocumentFn, admin_zone, check_administration
 from gateway.records import Problem, Severity, error
-from gateway.staging import StagePolicy, stage_snapshot
+from gateway.stage_rows import StagePolicy
+from gateway.staging import stage_snapshot
 from gateway.store import make_engine, transaction
 from gateway.unpack import unpack
 from parsers.detect import Kind, open_items_format, sniff

@@ -1,0 +1,209 @@
+"""Parse a large file in a second process while this one writes the stage tables.
+
+Parsing and validating (pure Python) and the database writes each take about half of a large import; on
+a machine with two or more cores they overlap. The worker (``python -m gateway.parse_worker``) gets the
+open file as an inherited descriptor and a pickled job on stdin: the parse function (a module-level
+function), the administration's settings and the stage policy. It runs the same code as an import in
+one process (the parser, then ``StageRows``) and writes length-prefixed frames to stdout:
+
+- ``start``: the snapshot's administration code and detected settings (the header has been read);
+- ``batch``: stage rows (marshal when the rows allow it, else pickle);
+- ``end``: the snapshot's problems, blocked keys, row count, and the rows left out on purpose;
+- ``reject``: the ``RejectFile`` problems of a file error; ``crash``: an unexpected exception.
+
+The parent turns these back into a ``Snapshot`` and batches (``WorkerRows``), so that staging, reconcile
+and the run ledger are exactly as for an import in one process. Nothing is written by the worker: a
+crash of either process before the commit leaves nothing applied. If the parent dies, the worker's next
+write fails (broken pipe) and it exits; the parent kills the worker when it stops reading early.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from gateway.config import Administration
+from gateway.errors import RejectFile
+from gateway.records import Snapshot
+from gateway.stage_rows import Batch, StagePolicy, StageRows
+
+ParseFn = Callable[[BinaryIO, Administration], Snapshot]
+HEADER = struct.Struct("<cI")  # frame encoding (b"M" marshal, b"P" pickle) and payload length
+MIN_BYTES = 8 << 20  # smaller files are parsed in the importing process (the worker's start-up is ~0.2 s)
+# The formats measured to gain from a worker. payt-xml already checks its schema in a second process of its
+# own for large files; a third process on a two-core machine has not been measured.
+WORKER_FORMATS = frozenset({"payt-csv"})
+
+
+class ParseWorkerError(RuntimeError):
+    """The worker failed without a file error: a bug, or it was killed."""
+
+
+@dataclass(frozen=True)
+class Job:
+    parse: ParseFn
+    admin: Administration
+    policy: StagePolicy
+    naive_utc: bool
+    fd: int
+    offset: int
+
+
+def worth_a_worker(stream: BinaryIO, parse: ParseFn, min_bytes: int | None) -> bool:
+    """A worker pays off for a large regular file on a machine with more than one core; it can run
+    only a parse function that pickles (a module-level function)."""
+    if min_bytes is None or (os.cpu_count() or 1) < 2:
+        return False
+    try:
+        pickle.dumps(parse)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    try:
+        return os.fstat(stream.fileno()).st_size - stream.tell() >= min_bytes
+    except (AttributeError, OSError, ValueError):  # not a real file (an in-memory stream)
+        return False
+
+
+# -- the parent side ---------------------------------------------------------------------------------------
+
+
+class WorkerRows:
+    """The rows of a snapshot that a worker process parses; the same interface as ``LocalRows``.
+
+    ``snapshot`` is available once the constructor returns (the header is read; a file error raises
+    ``RejectFile`` here); its problems, blocked keys and row count are complete after ``batches()``.
+    """
+
+    def __init__(self, stream: BinaryIO, parse: ParseFn, admin: Administration, policy: StagePolicy, naive_utc: bool):
+        job = pickle.dumps(Job(parse, admin, policy, naive_utc, stream.fileno(), stream.tell()))
+        self.blocked_invoices: set[str] = set()
+        self.ignored = 0
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.parse_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(stream.fileno(),),
+        )
+        try:
+            assert self._proc.stdin is not None and self._proc.stdout is not None
+            self._proc.stdin.write(job)
+            self._proc.stdin.close()
+            self._out = self._proc.stdout
+            kind, code, detected = self._next()
+            if kind != "start":
+                raise ParseWorkerError(f"the parse worker sent {kind!r} before 'start'")
+            self.snapshot = Snapshot(administration_code=code, detected=detected)
+        except BaseException:
+            self.close()
+            raise
+
+    def batches(self) -> Iterator[Batch]:
+        while True:
+            message = self._next()
+            if message[0] == "batch":
+                yield message[1], message[2]
+                continue
+            if message[0] != "end":
+                raise ParseWorkerError(f"the parse worker sent {message[0]!r} instead of a batch")
+            _, problems, blocked_invoices, blocked_debtors, rows, explicit_empty, stage_blocked, ignored = message
+            snapshot = self.snapshot
+            snapshot.problems.extend(problems)
+            snapshot.blocked_invoices.update(blocked_invoices)
+            snapshot.blocked_debtors.update(blocked_debtors)
+            snapshot.rows, snapshot.explicit_empty = rows, explicit_empty
+            self.blocked_invoices.update(stage_blocked)
+            self.ignored = ignored
+            return
+
+    def _next(self) -> tuple[Any, ...]:
+        header = self._out.read(HEADER.size)
+        if len(header) < HEADER.size:
+            raise ParseWorkerError(f"the parse worker ended without a result (exit status {self._proc.wait()})")
+        encoding, size = HEADER.unpack(header)
+        payload = self._out.read(size)
+        if len(payload) < size:
+            raise ParseWorkerError(f"the parse worker ended mid-frame (exit status {self._proc.wait()})")
+        message: tuple[Any, ...] = marshal.loads(payload) if encoding == b"M" else pickle.loads(payload)
+        if message[0] == "reject":
+            raise RejectFile(message[1])
+        if message[0] == "crash":
+            raise ParseWorkerError(f"the parse worker failed: {message[1]}\n{message[2]}")
+        return message
+
+    def close(self) -> None:
+        """Stop the worker (if it still runs) and reap it."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+
+    def __enter__(self) -> WorkerRows:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+# -- the worker side ---------------------------------------------------------------------------------------
+
+
+def _send(out: BinaryIO, message: tuple[Any, ...]) -> None:
+    try:
+        payload, encoding = marshal.dumps(message), b"M"
+    except ValueError:  # a datetime (sent_at) or a Problem: not a marshal type
+        payload, encoding = pickle.dumps(message, pickle.HIGHEST_PROTOCOL), b"P"
+    out.write(HEADER.pack(encoding, len(payload)))
+    out.write(payload)
+
+
+def run(job: Job, out: BinaryIO) -> None:
+    """Parse ``job``'s file and send its stage rows: the worker's whole work."""
+    try:
+        with os.fdopen(job.fd, "rb") as stream:
+            stream.seek(job.offset)
+            snapshot = job.parse(stream, job.admin)
+            _send(out, ("start", snapshot.administration_code, snapshot.detected))
+            rows = StageRows(job.policy, job.naive_utc)
+            for invoice_rows, version_rows in rows.batches(snapshot.entries):
+                _send(out, ("batch", invoice_rows, version_rows))
+            _send(
+                out,
+                (
+                    "end",
+                    snapshot.problems,
+                    sorted(snapshot.blocked_invoices),
+                    sorted(snapshot.blocked_debtors),
+                    snapshot.rows,
+                    snapshot.explicit_empty,
+                    sorted(rows.blocked_invoices),
+                    rows.ignored,
+                ),
+            )
+    except RejectFile as exc:
+        _send(out, ("reject", exc.problems))
+    except Exception as exc:
+        _send(out, ("crash", f"{type(exc).__name__}: {exc}", traceback.format_exc()))
+    out.flush()
+
+
+def main() -> None:
+    job = pickle.load(sys.stdin.buffer)
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # a stray print goes to stderr, never into the frames
+    try:
+        run(job, out)
+    except BrokenPipeError:  # the parent is gone: nothing to report to
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    main()

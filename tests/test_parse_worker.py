@@ -1,0 +1,234 @@
+"""The parse worker: an import parsed in a second process gives exactly what an import in one process gives.
+
+Two administrations in one database receive the same files: ACME through a pipeline that parses every
+file in a worker process, BETA through one that parses in the importing process. Runs (status, counts,
+problems, detected settings) and the stored invoices, debtors and payments must be equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.app import DOCUMENT_READERS
+from gateway.config import Administration, Config, IgnoreSettings, KindSettings
+from gateway.formats import parse_csv
+from gateway.parse_worker import worth_a_worker
+from gateway.pipeline import ParseFn, Pipeline, copy_into_claimed
+from gateway.records import Entry, Snapshot
+from gateway.store import transaction
+from gateway.tables import administrations, debtors, invoices, payments
+from gateway.watcher import open_claimed
+
+HEADER = (
+    "debtor_code;debtor_company_name;debtor_post_street_1;debtor_post_postalcode;debtor_post_city;debtor_iban;"
+    "invoice_number;invoice_date;invoice_due_date;invoice_total_amount_inc_vat;invoice_open_amount_inc_vat;"
+    "invoice_sent_at;invoice_payment_condition\n"
+)
+FIRST = [
+    "D1;Eerste BV;Kerkstraat 1;1234 AB;Utrecht;NL91ABNA0417164300;F-1;2026-02-01;2026-03-01;100.00;100.00;;",
+    "D1;Eerste BV;Kerkstraat 1;1234 AB;Utrecht;NL91ABNA0417164300;F-2;2026-02-01;2026-03-01;50.50;20.25;2026-02-02;",
+    "D2;Tweede BV;Dorpsweg 2;1234 AB;Zeist;NL00ABNA0000000000;F-3;2026-02-01;2026-03-01;-12.00;-12.00;;",
+    "D3;Derde BV;Laan 3;1234 AB;Baarn;;F-4;2026-02-01;2026-03-01;0.00;0.00;2026-02-03T10:15:00;",
+    "D3;Derde BV;Laan 3;1234 AB;Baarn;;F-5;2026-02-01;2026-03-01;10.00;15.00;2026-02-03 08:00;",
+    "D2;Tweede BV;Dorpsweg 9;1234 AB;Zeist;;F-6;2026-02-01;2026-03-01;30.00;30.00;;",  # D2 conflicts
+    "D4;Vierde BV;Pad 4;1234 AB;Ede;;F-7;2026-02-01;2026-03-01;40.00;40.00;;",
+    "D4;Vierde BV;Pad 4;1234 AB;Ede;;F-7;2026-02-02;2026-03-02;41.00;41.00;;",  # a duplicate number
+    "D5;Vijfde BV;Weg 5;1234 AB;Ede;;F-8;31-02-2026;2026-03-01;10.00;10.00;;",  # an invalid date
+    "D5;Vijfde BV;Weg 5;1234 AB;Ede;;TMP-1;2026-02-01;2026-03-01;10.00;10.00;;",  # ignored
+    "D6;Zesde BV;Weg 6;1234 AB;Ede;;F-9;2026-02-01;2026-03-01;10.00;10.00;;CONTANT",  # ignored
+    "D6;Zesde BV;Weg 6;1234 AB;Ede;;F-10;2026-02-01;2026-03-01;0.00;0.00;;",
+    *(
+        f"D{10 + i // 3};Debiteur {i // 3};Straat {i};1234 AB;Ede;;G-{i};2026-02-01;2026-03-01;{i}.50;{i}.50;;"
+        for i in range(1, 40)
+    ),
+]
+SECOND = [
+    row.replace(";100.00;100.00;", ";100.00;60.00;").replace(";30.00;30.00;", ";30.00;0.00;")
+    for row in FIRST
+    if ";G-5;" not in row
+] + ["D7;Zevende BV;Weg 7;1234 AB;Ede;;F-11;2026-02-05;2026-03-05;70.00;70.00;;"]
+# Columns that differ between the two administrations by construction.
+PER_ADMINISTRATION = ("id", "administration_id", "debtor_id", "created_run_id", "updated_run_id")
+
+
+def admin(code: str) -> Administration:
+    return Administration(
+        code=code,
+        name=code.title(),
+        ignore=IgnoreSettings(invoices=("TMP*",), payment_conditions=("CONTANT",)),
+        kinds=KindSettings(zero_amount="skip"),
+    )
+
+
+def parse_noting_pid(stream: BinaryIO, administration: Administration) -> Snapshot:
+    """The payt-csv parser; the snapshot notes the process that parsed it."""
+    snapshot = parse_csv(stream, administration)
+    snapshot.detected["pid"] = str(os.getpid())
+    return snapshot
+
+
+def parse_then_die(stream: BinaryIO, administration: Administration) -> Snapshot:
+    """A parser whose process is killed after the third row (a worker killed by the OOM killer)."""
+    snapshot = parse_csv(stream, administration)
+
+    def entries() -> Iterator[Entry]:
+        for n, entry in enumerate(snapshot.entries):
+            if n == 3:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield entry
+
+    snapshot.entries = entries()
+    return snapshot
+
+
+def parse_then_fail(stream: BinaryIO, administration: Administration) -> Snapshot:
+    snapshot = parse_csv(stream, administration)
+
+    def entries() -> Iterator[Entry]:
+        yield from snapshot.entries
+        raise ZeroDivisionError("a bug after the last row")
+
+    snapshot.entries = entries()
+    return snapshot
+
+
+class Both:
+    """ACME's files are parsed by a worker, BETA's in this process; the same files go to both."""
+
+    def __init__(self, engine: Engine, data_dir: Path, parse: ParseFn = parse_noting_pid):
+        self.engine = engine
+        self.config = Config(
+            data_dir=data_dir, database_url="", administrations={"ACME": admin("ACME"), "BETA": admin("BETA")}
+        )
+        self.now = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
+        parsers = {"payt-csv": parse}
+        clock, readers = (lambda: self.now), DOCUMENT_READERS
+        self.worker = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, worker_min_bytes=0)
+        self.local = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, worker_min_bytes=None)
+
+    def deliver(self, tmp_path: Path, name: str, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        source = tmp_path / name
+        source.write_text(text, encoding="utf-8")
+        self.now += timedelta(hours=1)
+        runs = []
+        for code, pipeline in (("ACME", self.worker), ("BETA", self.local)):
+            delivery = copy_into_claimed(self.config, code, source, self.now)
+            runs.append(pipeline.process(delivery).run)
+        return runs[0], runs[1]
+
+    def stored(self, code: str) -> dict[str, list[tuple[Any, ...]]]:
+        i, d, p, a = invoices, debtors, payments, administrations
+        with transaction(self.engine, write=False) as conn:
+            admin_id = conn.execute(sa.select(a.c.id).where(a.c.code == code)).scalar_one()
+            invoice_columns = [c for c in i.c if c.name not in PER_ADMINISTRATION]
+            debtor_columns = [c for c in d.c if c.name not in PER_ADMINISTRATION]
+            return {
+                "invoices": [
+                    tuple(r)
+                    for r in conn.execute(
+                        sa.select(d.c.code, *invoice_columns)
+                        .join(d, d.c.id == i.c.debtor_id)
+                        .where(i.c.administration_id == admin_id)
+                        .order_by(i.c.number)
+                    )
+                ],
+                "debtors": [
+                    tuple(r)
+                    for r in conn.execute(
+                        sa.select(*debtor_columns).where(d.c.administration_id == admin_id).order_by(d.c.code)
+                    )
+                ],
+                "payments": [
+                    tuple(r)
+                    for r in conn.execute(
+                        sa.select(i.c.number, p.c.amount_cents, p.c.paid_on)
+                        .join(i, i.c.id == p.c.invoice_id)
+                        .where(i.c.administration_id == admin_id)
+                        .order_by(i.c.number, p.c.id)
+                    )
+                ],
+            }
+
+
+def comparable(run: dict[str, Any]) -> dict[str, Any]:
+    """A run without what differs by administration: ids, names, paths, times, the parsing process."""
+    detected = {k: v for k, v in run["detected"].items() if k != "pid"}
+    skip = ("run_id", "administration", "archived_path", "started_at", "finished_at", "detected")
+    same = {k: v for k, v in run.items() if k not in skip} | {"detected": detected}
+    return json.loads(json.dumps(same).replace("'ACME'", "'ADMIN'").replace("'BETA'", "'ADMIN'"))
+
+
+def test_a_worker_import_equals_an_import_in_one_process(engine: Engine, tmp_path: Path) -> None:
+    both = Both(engine, tmp_path / "data")
+    for name, rows in (("first.csv", FIRST), ("second.csv", SECOND)):
+        by_worker, here = both.deliver(tmp_path, name, HEADER + "\n".join(rows) + "\n")
+        assert by_worker["detected"]["pid"] != str(os.getpid()), "ACME's file was parsed in another process"
+        assert here["detected"]["pid"] == str(os.getpid())
+        assert comparable(by_worker) == comparable(here)
+        assert by_worker["status"] == "performed"
+        assert both.stored("ACME") == both.stored("BETA")
+    first, second = both.stored("ACME"), both.stored("BETA")
+    assert first == second
+    codes = {(p["code"], p["row"]) for p in by_worker["errors"] + by_worker["warnings"]}
+    assert {("duplicate_invoice_number", 8), ("duplicate_invoice_number", 9), ("invalid_date", 10)} <= codes
+    assert {("conflicting_debtor_data", 7), ("invalid_iban", 4), ("open_exceeds_total", 6)} <= codes
+    assert by_worker["counts"]["ignored"] == 4  # TMP-1, F-9 (CONTANT), F-4 and F-10 (zero amount: skip)
+    # The second file: F-11 is new, F-1 partly paid, F-6 paid, G-5 no longer there (paid).
+    assert by_worker["counts"]["invoices_created"] == 1 and by_worker["counts"]["invoices_updated"] == 2
+    assert by_worker["counts"]["invoices_closed"] == 2
+    sent_at = 1 + [c.name for c in invoices.c if c.name not in PER_ADMINISTRATION].index("sent_at")
+    sent = {row[1]: row[sent_at] for row in first["invoices"]}
+    assert sent["F-2"] == datetime(2026, 2, 1, 23, 0, tzinfo=UTC)  # a date: midnight in Amsterdam
+    assert sent["F-5"] == datetime(2026, 2, 3, 7, 0, tzinfo=UTC)  # a naive time: local
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "code"),
+    [
+        ("no-amounts.csv", "debtor_code;invoice_number\nD1;F-1\n", "missing_column"),
+        ("broken-quote.csv", HEADER + "\n".join(FIRST[:5]) + '\nD9;"Negen BV;x\n', "malformed_csv"),
+        ("wrong-admin.csv", "administration_code;" + HEADER + "ELSE;" + FIRST[0] + "\n", "wrong_administration"),
+    ],
+)
+def test_file_errors_are_the_same_through_a_worker(
+    engine: Engine, tmp_path: Path, name: str, text: str, code: str
+) -> None:
+    both = Both(engine, tmp_path / "data")
+    by_worker, here = both.deliver(tmp_path, name, text)
+    assert comparable(by_worker) == comparable(here)
+    assert code in {p["code"] for p in by_worker["errors"]}
+    assert both.stored("ACME") == both.stored("BETA")
+
+
+@pytest.mark.parametrize("parse", [parse_then_die, parse_then_fail])
+def test_a_failing_worker_fails_the_run_and_applies_nothing(engine: Engine, tmp_path: Path, parse: ParseFn) -> None:
+    both = Both(engine, tmp_path / "data", parse)
+    source = tmp_path / "first.csv"
+    source.write_text(HEADER + "\n".join(FIRST) + "\n", encoding="utf-8")
+    delivery = copy_into_claimed(both.config, "ACME", source, both.now)
+    run = both.worker.process(delivery).run
+    assert run["status"] == "failed"
+    assert run["errors"][0]["code"] == "internal_error"
+    assert both.stored("ACME") == {"invoices": [], "debtors": [], "payments": []}
+    kept = tmp_path / "data" / run["archived_path"]
+    assert kept.read_bytes() == source.read_bytes(), "the file is kept for a retry"
+
+
+def test_a_worker_is_used_only_for_large_real_files_and_module_level_parsers(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"x" * 1000)
+    with path.open("rb") as stream:
+        assert worth_a_worker(stream, parse_csv, 1000) is ((os.cpu_count() or 1) > 1)
+        assert not worth_a_worker(stream, parse_csv, 1001)
+        assert not worth_a_worker(stream, parse_csv, None)
+        assert not worth_a_worker(stream, lambda s, a: parse_csv(s, a), 0), "a lambda cannot be sent to a worker"
