@@ -33,7 +33,6 @@ from gateway.documents import Received, document_format, store_document
 from gateway.errors import RejectFile, TransientError
 from gateway.ignore import IgnoreLists
 from gateway.intake import MARKER_SUFFIX, MAX_MARKER_BYTES, decide_marker_content, make_claimed_name
-from gateway.parse_worker import MIN_BYTES as WORKER_MIN_BYTES
 from gateway.parse_worker import WORKER_FORMATS, WorkerRows, worth_a_worker
 from gateway.parse_worker import ParseFn as ParseFn  # re-exported: the composition root's parsers
 from gateway.reconcile import Counts
@@ -89,7 +88,7 @@ class Pipeline:
         open_file: OpenFn,
         clock: Callable[[], datetime],
         document_readers: Mapping[str, ReadDocumentFn],
-        worker_min_bytes: int | None = WORKER_MIN_BYTES,
+        worker_min_bytes: int | None = None,
     ):
         """``worker_min_bytes``: files from this size on are parsed in a worker process (None: never)."""
         self.worker_min_bytes = worker_min_bytes

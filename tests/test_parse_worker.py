@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.app import DOCUMENT_READERS
+from gateway.app import DOCUMENT_READERS, build_app
 from gateway.config import Administration, Config, IgnoreSettings, KindSettings
 from gateway.formats import parse_csv
-from gateway.parse_worker import worth_a_worker
+from gateway.parse_worker import MIN_BYTES, worth_a_worker
 from gateway.pipeline import ParseFn, Pipeline, copy_into_claimed
 from gateway.records import Entry, Snapshot
 from gateway.store import transaction
@@ -232,3 +232,12 @@ def test_a_worker_is_used_only_for_large_real_files_and_module_level_parsers(tmp
         assert not worth_a_worker(stream, parse_csv, 1001)
         assert not worth_a_worker(stream, parse_csv, None)
         assert not worth_a_worker(stream, lambda s, a: parse_csv(s, a), 0), "a lambda cannot be sent to a worker"
+
+
+def test_the_composition_root_uses_a_worker_with_sqlite_only(engine: Engine, tmp_path: Path) -> None:
+    url = engine.url.render_as_string(hide_password=False)
+    app = build_app(Config(data_dir=tmp_path, database_url=url), run_migrations=False)
+    try:
+        assert app.pipeline.worker_min_bytes == (MIN_BYTES if engine.dialect.name == "sqlite" else None)
+    finally:
+        app.engine.dispose()
