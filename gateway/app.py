@@ -21,7 +21,7 @@ from gateway.config import Administration, Config
 from gateway.formats import parse_csv, parse_xml
 from gateway.imports import Imports
 from gateway.parse_worker import MIN_BYTES as WORKER_MIN_BYTES
-from gateway.pipeline import Delivery, ParseFn, Pipeline, ReadDocumentFn, RunResult
+from gateway.pipeline import Delivery, Observer, OpenFn, ParseFn, Pipeline, ReadDocumentFn, RunResult
 from gateway.polling import ConnectorFactory, Poller
 from gateway.secrets import describe_secret, read_secret
 from gateway.sender import Sender
@@ -88,11 +88,37 @@ class App:
     connectors: ConnectorFactory
     imports: Imports
     run_hooks: list[RunHook] = field(default_factory=list)  # called by the daemon after each processed file
+    open_file: OpenFn = open_claimed  # how the pipeline opens a claimed file (the daemon counts reads as progress)
+    observers: list[Observer] = field(default_factory=list)  # called by the pipeline for every processed file
+    worker_min_bytes: int | None = None  # files from this size are parsed in a worker process (SQLite only)
+
+    def apply_config(self, config: Config) -> None:
+        """A reloaded configuration: the pipeline, imports and poller are rebuilt around the same engine.
+
+        Only the thread that runs the pipeline may call this (the daemon's worker, between files)."""
+        self.config = config
+        self.pipeline, self.imports = _wire(
+            config, self.engine, self.clock, self.connectors, self.open_file, self.worker_min_bytes
+        )
+        self.pipeline.observers = self.observers
 
     def make_sender(self, stopping: threading.Event | None = None) -> Sender:
         """The sender with the configured transport (outbox folder or SMTP); one per daemon or command."""
         cfg = self.config
         return Sender(cfg, self.engine, lambda: make_transport(cfg.sender, cfg.outbox_dir), self.clock, stopping)
+
+
+def _wire(
+    config: Config,
+    engine: Engine,
+    clock: Clock,
+    connectors: ConnectorFactory,
+    open_file: OpenFn,
+    worker_min_bytes: int | None,
+) -> tuple[Pipeline, Imports]:
+    pipeline = Pipeline(config, engine, PARSERS, open_file, clock, DOCUMENT_READERS, worker_min_bytes)
+    imports = Imports(config, engine, pipeline, Poller(config, engine, pipeline, clock, connectors), clock)
+    return pipeline, imports
 
 
 def build_app(
@@ -107,7 +133,8 @@ def build_app(
     # Large files are parsed in a worker process on SQLite only: with PostgreSQL the database server needs the
     # second core (one 1M-row measurement on a busy machine: the same CPU in the gateway, 15-35 % longer imports).
     worker_min_bytes = WORKER_MIN_BYTES if engine.dialect.name == "sqlite" else None
-    pipeline = Pipeline(config, engine, PARSERS, open_claimed, clock, DOCUMENT_READERS, worker_min_bytes)
     connectors = connector_factory(config, engine, connector_clock or GatewayClock(clock))
-    imports = Imports(config, engine, pipeline, Poller(config, engine, pipeline, clock, connectors), clock)
-    return App(config, engine, pipeline, clock, connectors, imports)
+    pipeline, imports = _wire(config, engine, clock, connectors, open_claimed, worker_min_bytes)
+    app = App(config, engine, pipeline, clock, connectors, imports, worker_min_bytes=worker_min_bytes)
+    pipeline.observers = app.observers
+    return app

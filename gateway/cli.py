@@ -98,7 +98,30 @@ def _admin(ctx: Context, code: str) -> Administration:
 def cmd_run(ctx: Context) -> int:
     from gateway.daemon import Daemon
 
-    return Daemon(ctx.app).run()
+    return Daemon(ctx.app, load=lambda: load_config(ctx.args.config)).run()
+
+
+def cmd_retention(ctx: Context) -> int:
+    from gateway.retention import purge
+
+    plan, runs = purge(ctx.config, ctx.app.engine, ctx.app.clock(), dry_run=ctx.args.dry_run)
+    data = {
+        "dry_run": ctx.args.dry_run,
+        "kept_from": plan.keep_from.isoformat(),
+        "files": [str(p) for p in plan.files],
+        "bytes": plan.bytes,
+        "folders": plan.days,
+        "runs": runs,
+        "undated": [str(p) for p in plan.undated],
+    }
+    verb = "would remove" if ctx.args.dry_run else "removed"
+    human = [f"{verb} {len(plan.files)} archived file(s), {plan.bytes} bytes, archived before {plan.keep_from}"]
+    human += [f"  {folder}/ ({count} file(s))" for folder, count in sorted(plan.days.items())]
+    human.append(f"{runs} import run(s) {'point' if ctx.args.dry_run else 'pointed'} at these files; the runs stay")
+    if plan.undated:
+        human.append(f"{len(plan.undated)} file(s) outside a dated folder were left alone")
+    ctx.emit(data, "\n".join(human))
+    return 0
 
 
 def cmd_check_config(ctx: Context) -> int:
@@ -587,6 +610,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--administration")
     p.add_argument("--unlinked", action="store_true", help="only documents whose invoice has not arrived")
     p.add_argument("--limit", type=int, default=1000, help="at most this many (0 = all)")
+    p = add(
+        "retention",
+        cmd_retention,
+        "remove archived files older than the retention period ([retention]; default 7 years); --now applies",
+    )
+    p.add_argument("--dry-run", action="store_true", help="only show what would be removed")
     add_sftp_commands(sub)
     add("send-due", cmd_send_due, "run the sender once: send every message that is due now, then exit")
     p = add(

@@ -114,6 +114,20 @@ class PullSettings:
 
 
 @dataclass(frozen=True)
+class ExpectedSettings:
+    """When an import of the administration is expected (issue 7 item 5).
+
+    ``times`` (HH:MM in the administration's zone; empty: its ``import_times``) plus ``grace_minutes`` is the
+    deadline by which a successful import must have happened since the previous deadline; past it the
+    administration is overdue. ``enabled`` defaults to false for ``import_mode = "off"``.
+    """
+
+    enabled: bool = True
+    times: tuple[str, ...] = ()
+    grace_minutes: int = 120
+
+
+@dataclass(frozen=True)
 class Administration:
     code: str
     name: str
@@ -134,6 +148,11 @@ class Administration:
     require_done_marker: bool = False
     connector: Mapping[str, Any] = field(default_factory=dict)
     pull: PullSettings | None = None
+    expected: ExpectedSettings = field(default_factory=ExpectedSettings)
+
+    @property
+    def expected_times(self) -> tuple[str, ...]:
+        return self.expected.times or self.import_times
 
 
 @dataclass(frozen=True)
@@ -176,14 +195,36 @@ class SenderConfig:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The /healthz and /metrics endpoint (loopback by default). On in the built-in default and when a file has
+    an ``[http]`` table; a file without one has no endpoint (so several gateways on one host never collide)."""
+
+    enabled: bool = True
+    bind: str = "127.0.0.1"
+    port: int = 9180  # 0: any free port (the bound port is logged in http_started)
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long archived files are kept (issue 7 item 6); 7 years is the Dutch period for financial records."""
+
+    enabled: bool = True
+    archive_years: int = 7
+    archive_days: int = 0  # extra days on top of the years (tests and stricter policies)
+    interval_hours: float = 24.0  # how often the daemon purges
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: Path
     database_url: str
     timezone: str = "Europe/Amsterdam"
     settle_seconds: float = 2.0
     sweep_seconds: float = 60.0
+    stall_seconds: float = 900.0  # a worker without progress this long is stuck: the watchdog pings stop
     sftp: SftpSettings = field(default_factory=SftpSettings)
-    http: Mapping[str, Any] = field(default_factory=dict)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     sender: SenderConfig = field(default_factory=SenderConfig)
     administrations: Mapping[str, Administration] = field(default_factory=dict)
     source: str = "built-in default"
@@ -517,6 +558,45 @@ def _sftp(table: Mapping[str, Any], data_dir: Path, enabled_default: bool, probl
     return s
 
 
+def _expected(table: Mapping[str, Any], prefix: str, import_mode: str, problems: list[str]) -> ExpectedSettings:
+    r = _Reader(table, prefix, problems)
+    d = ExpectedSettings()
+    s = ExpectedSettings(
+        enabled=r.boolean("enabled", import_mode != "off"),
+        times=r.strings("times", d.times, HHMM.match, "times HH:MM"),
+        grace_minutes=r.integer("grace_minutes", d.grace_minutes, 0, 7 * 24 * 60),
+    )
+    r.finish()
+    return s
+
+
+def _http(table: Mapping[str, Any], enabled_default: bool, problems: list[str]) -> HttpSettings:
+    r = _Reader(table, "http", problems)
+    d = HttpSettings()
+    s = HttpSettings(
+        enabled=r.boolean("enabled", enabled_default),
+        bind=r.text("bind", d.bind),
+        port=r.integer("port", d.port, 0, 65535),
+    )
+    r.finish()
+    return s
+
+
+def _retention(table: Mapping[str, Any], problems: list[str]) -> RetentionSettings:
+    r = _Reader(table, "retention", problems)
+    d = RetentionSettings()
+    s = RetentionSettings(
+        enabled=r.boolean("enabled", d.enabled),
+        archive_years=r.integer("archive_years", d.archive_years, 0, 100),
+        archive_days=r.integer("archive_days", d.archive_days, 0, 36500),
+        interval_hours=r.number("interval_hours", d.interval_hours, 0.01, 24.0 * 31),
+    )
+    if s.archive_years == 0 and s.archive_days == 0:
+        problems.append("retention: the period (archive_years and archive_days) must be at least one day")
+    r.finish()
+    return s
+
+
 def _administration(
     code: str, table: Mapping[str, Any], gateway_tz: str, data_dir: Path, problems: list[str]
 ) -> Administration:
@@ -547,6 +627,9 @@ def _administration(
         connector=_connector(source, r.table_of("connector"), f"{prefix}.connector", problems),
         pull=_pull(r.table_of("pull"), f"{prefix}.pull", data_dir, problems),
     )
+    admin = replace(
+        admin, expected=_expected(r.table_of("expected"), f"{prefix}.expected", admin.import_mode, problems)
+    )
     if source != "file" and "connector" not in table:
         problems.append(f"{prefix}.connector: an API source ({source}) needs a connector table")
     if source != "file" and admin.import_mode == "on_delivery":
@@ -570,10 +653,12 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
     timezone = gw.timezone("timezone", "Europe/Amsterdam")
     settle = gw.number("settle_seconds", 2.0, 0.0, 3600.0)
     sweep = gw.number("sweep_seconds", 60.0, 1.0, 86400.0)
+    stall = gw.number("stall_seconds", 900.0, 0.5, 86400.0)
     gw.finish()
     # The built-in default (no file) is the embedded setup of CONTRACT.md, SFTP included; a file says so itself.
     sftp = _sftp(top.table_of("sftp"), data_dir, source == "built-in default", problems)
-    http = top.table_of("http")
+    http = _http(top.table_of("http"), source == "built-in default" or "http" in data, problems)
+    retention = _retention(top.table_of("retention"), problems)
     sender_table = top.table_of("sender")
     _check_secrets_absent(sender_table, "sender", problems)
     sender = _sender({k: v for k, v in sender_table.items() if not _is_secret_key(k)}, problems)
@@ -597,8 +682,10 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
         timezone=timezone,
         settle_seconds=settle,
         sweep_seconds=sweep,
+        stall_seconds=stall,
         sftp=sftp,
         http=http,
+        retention=retention,
         sender=sender,
         administrations=admins,
         source=source,

@@ -75,10 +75,10 @@ def run_history(conn: Connection, code: str) -> RunHistory:
     )
     done = conn.execute(base.where(import_runs.c.status != "failed")).scalar()
     failed = conn.execute(base.where(import_runs.c.status == "failed")).scalar()
-    return RunHistory(_aware(done), _aware(failed))
+    return RunHistory(aware_utc(done), aware_utc(failed))
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def aware_utc(value: datetime | None) -> datetime | None:
     """max() bypasses the column type on SQLite: a naive UTC string or datetime comes back."""
     if value is None:
         return None

@@ -79,6 +79,9 @@ class RunResult:
     unpacked: tuple[Delivery, ...] = ()  # an archive's members, claimed and not yet processed
 
 
+Observer = Callable[[RunResult, Delivery, float], None]  # (result, delivery, seconds) after each file
+
+
 class Pipeline:
     def __init__(
         self,
@@ -98,6 +101,7 @@ class Pipeline:
         self.open_file = open_file
         self.clock = clock
         self.document_readers = document_readers
+        self.observers: list[Observer] = []  # told of every processed file (metrics); they must not raise
 
     # -- entry points -------------------------------------------------------------------------------------
 
@@ -450,6 +454,8 @@ class Pipeline:
             archived_path=run.get("archived_path"),
             duration_ms=round(seconds * 1000, 1),
         )
+        for observer in self.observers:
+            observer(result, delivery, seconds)
 
 
 def check_administration(snapshot: Snapshot, admin: Administration) -> None:

@@ -283,27 +283,20 @@ class SftpServer:
         self._pool: ThreadPoolExecutor | None = None
         self._threads: list[threading.Thread] = []
         self._host_key: paramiko.Ed25519Key | None = None
+        self._auth_failures = 0  # guarded by _lock
+        self._next_listener: list[socket.socket | None] = []  # a listener a reload made; the accept loop swaps
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._host_key = load_or_create_host_key(self.settings.host_key)
-        family = socket.AF_INET6 if ":" in self.settings.bind else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            listener.bind((self.settings.bind, self.settings.port))
-        except OSError as exc:
-            listener.close()
-            raise ConfigError(
-                [f"sftp: cannot listen on {self.settings.bind}:{self.settings.port}: {exc.strerror}"]
-            ) from exc
-        listener.listen(128)
-        listener.settimeout(0.5)
+        listener = self._listen(self.settings.bind, self.settings.port)
         self._listener = listener
         self.port = listener.getsockname()[1]
         self.ledger.start()
-        self._pool = ThreadPoolExecutor(max_workers=self.settings.max_sessions, thread_name_prefix="sftp-conn")
+        # Threads are made on demand; the accept loop keeps the number of connections to max_sessions (which
+        # a reload may raise up to the configuration's limit of 1000).
+        self._pool = ThreadPoolExecutor(max_workers=1000, thread_name_prefix="sftp-conn")
         for name, target in (("sftp-accept", self._accept_loop), ("sftp-maintenance", self._maintenance_loop)):
             thread = threading.Thread(target=target, name=name)
             thread.start()
@@ -316,6 +309,58 @@ class SftpServer:
             max_sessions=self.settings.max_sessions,
         )
 
+    def _listen(self, bind: str, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((bind, port))
+        except OSError as exc:
+            listener.close()
+            raise ConfigError([f"sftp: cannot listen on {bind}:{port}: {exc.strerror}"]) from exc
+        listener.listen(128)
+        listener.settimeout(0.5)
+        return listener
+
+    def apply(self, config: Config) -> None:
+        """A reloaded configuration. Connected sessions are never dropped: they keep the settings and
+        administrations they logged in with; new logins, the limits, bans and idle timeout use the new ones.
+        A new bind/port is bound before the old listener closes (a failure keeps the old one); ``enabled =
+        false`` closes the listener and lets connected sessions finish. Accounts are read at every login."""
+        new = config.sftp
+        old = self.settings
+        host_key = self._host_key
+        if new.host_key != old.host_key:
+            host_key = load_or_create_host_key(new.host_key)
+        listener: list[socket.socket | None] = []
+        if not new.enabled:
+            listener = [None] if old.enabled else []
+        elif (new.bind, new.port) != (old.bind, old.port) or not old.enabled:
+            opened = self._listen(new.bind, new.port)  # ConfigError: the caller logs it, nothing changed
+            self.port = opened.getsockname()[1]
+            listener = [opened]
+        with self._lock:
+            self.config = config
+            self.settings = new
+            self._host_key = host_key
+            self._guard.max_failures = new.max_failures
+            self._guard.window = new.failure_window
+            self._guard.ban_seconds = new.ban_seconds
+            self._next_listener = listener or self._next_listener
+        if listener and listener[0] is not None:
+            log.info("sftp_listening", bind=new.bind, port=self.port)
+        elif listener:
+            log.info("sftp_listener_closed", reason="sftp disabled; connected sessions continue")
+
+    def session_count(self) -> int:
+        """Logged-in SFTP sessions now."""
+        with self._lock:
+            return sum(1 for c in self._transports.values() if c.session is not None)
+
+    def auth_failure_count(self) -> int:
+        with self._lock:
+            return self._auth_failures
+
     def stop(self) -> None:
         self._stopping.set()
         for thread in self._threads:
@@ -326,6 +371,7 @@ class SftpServer:
             transport.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        self._swap_listener()
         if self._listener is not None:
             self._listener.close()
         self.ledger.stop()
@@ -333,11 +379,25 @@ class SftpServer:
 
     # -- connections ---------------------------------------------------------------------------------------
 
+    def _swap_listener(self) -> socket.socket | None:
+        """Take a listener a reload made (the accept thread alone closes the old one)."""
+        with self._lock:
+            pending, self._next_listener = self._next_listener, []
+        if pending:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = pending[0]
+        return self._listener
+
     def _accept_loop(self) -> None:
-        assert self._listener is not None and self._pool is not None
+        assert self._pool is not None
         while not self._stopping.is_set():
+            listener = self._swap_listener()
+            if listener is None:
+                self._stopping.wait(0.5)
+                continue
             try:
-                sock, peer = self._listener.accept()
+                sock, peer = listener.accept()
             except TimeoutError:
                 continue
             except OSError as exc:
@@ -406,6 +466,7 @@ class SftpServer:
 
     def record_failure(self, address: str, account: str, method: str, reason: str) -> None:
         with self._lock:
+            self._auth_failures += 1
             banned = self._guard.record_failure([address_key(address), account_key(account)], time.monotonic())
         log.warning("sftp_login_failed", account=account, address=address, method=method, reason=reason)
         for key in banned:

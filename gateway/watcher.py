@@ -174,6 +174,7 @@ class Intake:
         self._sweep_requested = False  # guarded by _lock
         self._next_sweep = float("-inf")  # guarded by _lock
         self._observer: BaseObserver | None = None
+        self.last_sweep: datetime | None = None  # wall-clock time of the last completed sweep (for /healthz)
         # Worker-thread state (take_ready, wait, recover_claimed):
         self._tracker = SettleTracker(config.settle_seconds)
         self._reported: set[Path] = set()
@@ -198,6 +199,22 @@ class Intake:
         if observer is not None:
             observer.stop()
             observer.join()
+        self._wake.set()
+
+    def apply(self, config: Config) -> None:
+        """A reloaded configuration, applied by the worker between files: inboxes of new administrations are
+        made and swept at once; a removed administration's inbox is left as it is (its files are reported as
+        ``inbox_unknown_administration`` and stay until it is configured again). Same data_dir only."""
+        if config.inbox_dir != self._inbox:
+            raise ValueError("intake: data_dir cannot change without a restart")
+        self._config = config
+        self._codes = frozenset(config.administrations)
+        self._marked = frozenset(c for c, a in config.administrations.items() if a.require_done_marker)
+        self._tracker.settle_seconds = config.settle_seconds
+        self._reported.clear()
+        self._make_folders()
+        with self._lock:
+            self._sweep_requested = True
         self._wake.set()
 
     def wake(self) -> None:
@@ -237,6 +254,7 @@ class Intake:
                 self._pending[path] = merge_arrival(self._pending.get(path), Arrival.SEEN)
             self._sweep_requested = False
             self._next_sweep = self._clock() + self._config.sweep_seconds
+            self.last_sweep = self._wall_clock()
         if wake:
             self._wake.set()
 

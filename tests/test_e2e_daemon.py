@@ -76,13 +76,14 @@ def cli_json(config: Path, *args: str) -> Any:
 class Daemon:
     """The daemon as a subprocess; its stdout (JSON log lines) collected by a reader thread."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, env: dict[str, str] | None = None):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "--config", str(config), "run"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             cwd=config.parent,
+            env=None if env is None else {**os.environ, **env},
         )
         self.lines: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
