@@ -15,6 +15,14 @@ from typing import Any
 
 from tests.test_e2e_daemon import Daemon
 
+GATEWAY_TABLE = """
+[gateway]
+data_dir = "."
+database_url = "sqlite:///gateway.db"
+settle_seconds = 0.2
+sweep_seconds = 5
+"""
+
 
 class NotifySocket:
     """A Unix datagram socket bound like systemd's; every message is kept with its arrival time."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_support import NotifySocket, healthz, http_port, sighup
+from tests.service_support import GATEWAY_TABLE, NotifySocket, healthz, http_port, sighup
 from tests.test_e2e_daemon import INVALID, VALID, Daemon, drop_by_rename, processed
 
 pytestmark = pytest.mark.e2e
@@ -24,17 +24,14 @@ STALL = 1.5
 
 
 def write_config(root: Path, admins: tuple[str, ...] = ("ACME",), extra: str = "") -> Path:
-    body = f"""
-[gateway]
-data_dir = "."
-database_url = "sqlite:///gateway.db"
-settle_seconds = 0.2
-sweep_seconds = 5
-stall_seconds = {STALL}
+    body = (
+        GATEWAY_TABLE
+        + f"""stall_seconds = {STALL}
 
 [http]
 port = 0
 """
+    )
     for code in admins:
         body += f'\n[administrations.{code}]\nname = "{code} B.V."\nimport_mode = "on_delivery"\n'
     path = root / "gateway.toml"
