@@ -6,7 +6,7 @@ Layout under ``archive/``::
     <CODE>/duplicate/<YYYY>/<MM>/<DD>/<run>_<sha256>_<name>       same content delivered again
     <CODE>/rejected/<YYYY>/<MM>/<DD>/<run>_<sha256>_<name>        rejected, with .errors.json and .errors.txt
 
-Nothing in the pipeline ever deletes a file.
+Nothing in the pipeline ever deletes a file; only retention (gateway.retention) removes files past the period.
 """
 
 from __future__ import annotations

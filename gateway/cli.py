@@ -322,6 +322,9 @@ def cmd_rejected(ctx: Context) -> int:
 def _retry(ctx: Context, run_id: int) -> int:
     with transaction(ctx.app.engine, write=False) as conn:
         row = get_run(conn, run_id)
+    if row is not None and row.status in ("rejected", "failed") and row.file_name and not row.archived_path:
+        print(f"payt-gateway: run {run_id}: its archived file is gone (see its notices: retention)", file=sys.stderr)
+        return 1
     if row is None or row.status not in ("rejected", "failed") or not row.archived_path:
         print(f"payt-gateway: run {run_id} is not a rejected or failed file", file=sys.stderr)
         return 1

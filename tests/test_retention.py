@@ -111,6 +111,8 @@ def test_retention_command_with_now(tmp_path: Path, database_url: str) -> None:
         codes = [n["code"] for n in after["notices"]]
         assert "archive_purged" in codes
     assert by_id[young["run_id"]]["archived_path"] == young["archived_path"]
+    retry = cli(config, "rejected", "retry", str(old_bad["run_id"]))
+    assert retry.returncode == 1 and "its archived file is gone" in retry.stderr
     again = cli_json(config, "--now", "2026-03-04T12:00:00+00:00", "retention")
     assert again["files"] == [] and again["runs"] == 0
 
