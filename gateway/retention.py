@@ -4,9 +4,11 @@ The archive keeps every file under a dated folder (``archive/<CODE>/[kind/]YYYY/
 run, UTC). A day folder is purged only when the whole day lies before the cut-off ``now - period`` (the
 period in calendar years plus days), so nothing younger than the period is ever touched; files that are not
 in a dated folder are never touched either (they are reported once per pass). The decision is pure
-(``decide_purge``); the shell first updates the run rows (``archived_path`` set to null, a notice
-``archive_purged`` added, so ``imports``/``rejected show`` still show the run and say where its file went),
-commits, and only then deletes: a crash in between leaves files that the next pass removes.
+(``decide_purge``); files of held runs are kept (they wait for an operator). The shell first updates the run
+rows (``archived_path`` set to null, a notice ``archive_purged`` added, so ``imports``/``rejected show`` still
+show the run and say where its file went; a null path also means the same content delivered again is a plain
+duplicate, never mistaken for an interrupted archive move), commits, and only then deletes: a crash in between
+leaves files that the next pass removes. Rows of ``documents`` keep their (NOT NULL) path to a purged PDF/UBL.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class PurgePlan:
     keep_from: date
     files: list[PurePosixPath] = field(default_factory=list)  # relative to data_dir, "archive/..."
     bytes: int = 0
+    sizes: dict[PurePosixPath, int] = field(default_factory=dict)
     undated: list[PurePosixPath] = field(default_factory=list)
     days: dict[str, int] = field(default_factory=dict)  # "archive/CODE/…/YYYY/MM/DD" -> files
 
@@ -77,6 +80,7 @@ def decide_purge(entries: list[tuple[PurePosixPath, int]], keep_from: date) -> P
             path = PurePosixPath("archive") / relative
             plan.files.append(path)
             plan.bytes += size
+            plan.sizes[path] = size
             folder = str(path.parent)
             plan.days[folder] = plan.days.get(folder, 0) + 1
     plan.files.sort()
@@ -101,9 +105,31 @@ def plan_purge(config: Config, now: datetime) -> PurgePlan:
     return decide_purge(list(archive_entries(config.archive_dir)), cutoff(config.retention, now))
 
 
+def keep_held(engine: Engine, plan: PurgePlan) -> list[PurePosixPath]:
+    """A held run's file waits for ``release`` or ``discard``: it is never purged, however old."""
+    held: set[str] = set()
+    with transaction(engine, write=False) as conn:
+        for chunk in _chunks(plan.files):
+            query = sa.select(import_runs.c.archived_path).where(
+                import_runs.c.status == "held", import_runs.c.archived_path.in_(chunk)
+            )
+            held.update(str(p) for p in conn.execute(query).scalars())
+    kept = [p for p in plan.files if str(p) in held]
+    plan.files = [p for p in plan.files if str(p) not in held]
+    for path in kept:
+        plan.bytes -= plan.sizes.pop(path, 0)
+        folder = str(path.parent)
+        plan.days[folder] -= 1
+        if not plan.days[folder]:
+            del plan.days[folder]
+    return kept
+
+
 def purge(config: Config, engine: Engine, now: datetime, dry_run: bool = False) -> tuple[PurgePlan, int]:
     """Apply (or only compute, ``dry_run``) the plan; the number of run rows that pointed at purged files."""
     plan = plan_purge(config, now)
+    for path in keep_held(engine, plan):
+        log.warning("retention_kept_held", path=str(path), detail="release or discard the held run")
     if plan.undated:
         log.warning("retention_undated_files", count=len(plan.undated), example=str(plan.undated[0]))
     if dry_run or not plan.files:

@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config import RetentionSettings
 from gateway.retention import cutoff, decide_purge, folder_day
-from tests.test_e2e_daemon import INVALID, VALID, Daemon, cli, cli_json
+from tests.test_e2e_daemon import HEADER, INVALID, VALID, Daemon, cli, cli_json
 
 
 @pytest.mark.parametrize(
@@ -76,8 +76,10 @@ def ingest(config: Path, now: str, name: str, data: bytes) -> dict[str, Any]:
 def test_retention_command_with_now(tmp_path: Path, database_url: str) -> None:
     config = write_config(tmp_path, database_url)
     old = ingest(config, "2018-03-04T10:00:00+00:00", "old.csv", VALID)
+    held = ingest(config, "2018-03-04T10:30:00+00:00", "empty.csv", HEADER.encode())  # the empty-file guard
     old_bad = ingest(config, "2018-03-04T11:00:00+00:00", "old-bad.csv", INVALID.replace(b"debiteurnummer", b"x"))
     young = ingest(config, "2024-01-01T10:00:00+00:00", "young.csv", INVALID)
+    assert held["status"] == "held"
     assert old["archived_path"].startswith("archive/ACME/2018/03/04/")
     assert old_bad["status"] == "rejected" and "/rejected/2018/03/04/" in old_bad["archived_path"]
     old_files = [tmp_path / old["archived_path"], tmp_path / old_bad["archived_path"]]
@@ -98,8 +100,9 @@ def test_retention_command_with_now(tmp_path: Path, database_url: str) -> None:
     gone = cli_json(config, "--now", "2025-03-05T00:00:00+00:00", "retention")
     assert len(gone["files"]) == 4 and gone["runs"] == 2
     assert not any(p.exists() for p in old_files)
-    assert not (tmp_path / "archive" / "ACME" / "2018").exists()  # empty folders go too
+    assert not (tmp_path / "archive" / "ACME" / "rejected").exists()  # empty folders go too
     assert (tmp_path / young["archived_path"]).is_file()
+    assert (tmp_path / held["archived_path"]).is_file()  # waits for release or discard, however old
 
     # the runs stay, without a path, saying where their file went
     runs = cli_json(config, "--now", "2026-03-04T12:00:00+00:00", "imports", "--days", "4000")
