@@ -72,12 +72,13 @@ def test_ready_watchdog_stuck_worker_and_stopping(tmp_path: Path, notify: Notify
         assert healthz(port)[0] == 200
 
         # stuck: the worker waits for the database lock the test holds
+        before = len(d.events("watchdog_withheld"))  # a loaded machine may have paused the worker already
         lock = sqlite3.connect(tmp_path / "gateway.db", isolation_level=None, timeout=30)
         try:
             lock.execute("BEGIN IMMEDIATE")
             drop_by_rename(tmp_path / "inbox" / "ACME", "open-items.csv", VALID)
             d.wait_for(lambda: d.events("file_claimed"))
-            withheld = d.wait_for(lambda: d.events("watchdog_withheld"), timeout=STALL + 5)[0]
+            withheld = d.wait_for(lambda: d.events("watchdog_withheld")[before:], timeout=STALL + 5)[0]
             assert withheld["seconds"] >= STALL
             quiet_from = time.monotonic()
             time.sleep(2.5)  # five ping intervals
@@ -99,7 +100,7 @@ def test_ready_watchdog_stuck_worker_and_stopping(tmp_path: Path, notify: Notify
         resumed_from = time.monotonic()
         d.wait_for(processed(d, "open-items.csv"))
         notify.wait_for(d, "WATCHDOG", resumed_from, timeout=5)
-        assert d.events("watchdog_resumed")
+        d.wait_for(lambda: len(d.events("watchdog_resumed")) == len(d.events("watchdog_withheld")))
         assert healthz(port)[0] == 200
 
         stop_sent = time.monotonic()
