@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service_support import GATEWAY_TABLE, NotifySocket, healthz, http_port, sighup
-from tests.test_e2e_daemon import INVALID, VALID, Daemon, drop_by_rename, processed
+from tests.service_support import GATEWAY_TABLE, NotifySocket, get, healthz, http_port, metric, sighup
+from tests.test_e2e_daemon import INVALID, VALID, Daemon, cli, cli_json, drop_by_rename, processed
 
 pytestmark = pytest.mark.e2e
 WATCHDOG_USEC = 1_000_000  # pings every 0.5 s
@@ -129,6 +129,7 @@ def test_reload_valid_then_invalid_configuration(tmp_path: Path, notify: NotifyS
         assert ready_at >= notify.received("RELOADING", sent)[0][0]
         assert "2 administration(s)" in ready["STATUS"]
         reloaded = d.wait_for(lambda: d.events("config_reloaded"))[0]
+        assert d.wait_for(lambda: d.events("sender_reloaded"))[0]["administrations"] == ["ACME", "BETA"]
         assert reloaded["added"] == ["BETA"] and reloaded["removed"] == []
         assert (tmp_path / "inbox" / "BETA").is_dir()
         drop_by_rename(tmp_path / "inbox" / "BETA", "beta.csv", VALID)
@@ -173,5 +174,42 @@ def test_without_notify_socket_nothing_is_sent_and_the_daemon_runs(tmp_path: Pat
         d.proc.send_signal(signal.SIGTERM)
         assert d.proc.wait(timeout=30) == 0
         assert notify.messages == []
+    finally:
+        finish(d)
+
+
+def test_ready_with_the_sender_running_and_sends_by_status(tmp_path: Path, notify: NotifySocket) -> None:
+    """Deliveries made by the CLI's sender (a fixed --now), then the daemon: READY comes with the sender thread
+    running, and /metrics counts the deliveries by status as `outbox --json` lists them (planned sends, which
+    `outbox` computes and which are no delivery yet, are not counted)."""
+    config = write_config(tmp_path)
+    source = tmp_path / "open-items.csv"
+    source.write_bytes(VALID)
+    assert (
+        cli(config, "--now", "2026-03-04T10:00:00+01:00", "ingest", str(source), "--administration", "ACME").returncode
+        == 0
+    )
+    assert cli(config, "--now", "2026-03-04T12:00:00+01:00", "send-due").returncode == 0
+    d = start(config, notify)
+    try:
+        notify.wait_for(d, "READY")
+        port = http_port(d)
+        assert healthz(port)[1]["threads"] == {"worker": True, "sender": True}
+        d.wait_for(lambda: d.events("send_pass_finished"))  # the daemon's own catch-up pass
+        expected: dict[str, int] = {}
+        planned = 0
+        for send in cli_json(config, "outbox"):
+            if send["id"] is None:  # planned, not yet a delivery: computed by `outbox`, not counted
+                planned += 1
+                continue
+            expected[send["status"]] = expected.get(send["status"], 0) + 1
+        assert expected.get("sent", 0) >= 1 and planned >= 1
+        text = get(port, "/metrics")[2]
+        for status, count in expected.items():
+            assert metric(text, "payt_gateway_sends", administration="ACME", status=status) == count
+        samples = [line for line in text.splitlines() if line.startswith("payt_gateway_sends{")]
+        assert len(samples) == len(expected)
+        d.proc.send_signal(signal.SIGTERM)
+        assert d.proc.wait(timeout=30) == 0
     finally:
         finish(d)
