@@ -99,5 +99,6 @@ def test_the_quick_start_configuration_is_the_embedded_default_with_sftp_on_loop
     config = load_config(root / "gateway.toml")
     assert config.data_dir == root and config.database_url == f"sqlite:///{root / 'gateway.db'}"
     assert (config.sftp.enabled, config.sftp.bind, config.sftp.port) == (True, "127.0.0.1", 2222)
+    assert (config.http.enabled, config.http.bind, config.http.port) == (True, "127.0.0.1", 9180)
     demo = config.administrations["DEMO"]
     assert (demo.source, demo.format, demo.import_mode) == ("file", "auto", "on_delivery")
