@@ -3,12 +3,16 @@
 Two passes, both in bounded memory:
 
 1. ``first_pass``: lxml ``iterparse`` with the schema (libxml2 validates while it parses, ~C speed), clearing
-   each debtor once it is read. libxml2 reports a violation only when the document ends, and then with line
-   0 and no element path; it says what is wrong, and for ``xs:unique`` which key is duplicated.
-2. ``explain`` (only when the first pass failed): read the file again without the schema and validate the
-   root with one debtor at a time (at most ``BATCH`` of its invoices), which gives libxml2's errors with
-   their source line, and an element path that is translated to ``/OpenItems/Debtor[12]/Invoice[3]/DueDate``
-   with the file's own positions. Duplicate keys named by the first pass are located in the same read.
+   each invoice and debtor once it is read. libxml2 reports a violation only when the document ends, and then
+   with line 0 and no element path; it says what is wrong. The schema it validates against is the published
+   XSD without its ``xs:unique`` constraints (libxml2 would keep every key until the end of the document);
+   the pass checks those itself with 8-byte hashes (``parsers.unique_keys``), so a repeated hash is only a
+   candidate duplicate.
+2. ``explain`` (only when the first pass failed or found a candidate duplicate): read the file again without
+   the schema and validate the root with one debtor at a time (at most ``BATCH`` of its invoices), which gives
+   libxml2's errors with their source line, and an element path that is translated to
+   ``/OpenItems/Debtor[12]/Invoice[3]/DueDate`` with the file's own positions. The keys whose hash was
+   repeated are located in the same read and compared exactly: a hash collision is no error.
 
 At most ``MAX_LISTED`` errors are listed; the first pass stops counting at ``MAX_COUNTED``.
 
@@ -34,6 +38,7 @@ from lxml import etree
 
 from gateway.errors import RejectFile
 from gateway.records import Problem, Severity, error, notice
+from parsers.unique_keys import HashedKeys, KeySpec, without_identity_constraints
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, safe_parser, syntax_error
 
 NS = "urn:payt-gateway:open-items:1"
@@ -60,15 +65,24 @@ TYPE_WORDS = {
     "xs:dateTime": "a date and time (2026-03-04T01:00:00+01:00)",
 }
 _ATOMIC = re.compile(r"is not a valid value of the (?:atomic|union|list) type '([^']+)'")
-_DUPLICATE = re.compile(r"Duplicate key-sequence \['(.*)'\] in unique identity-constraint '(\w+)'")
 _ELEMENT_PREFIX = re.compile(r"^Element '([^']+)'(?:, attribute '([^']+)')?: ")
 
 
+@dataclass(frozen=True)
+class StreamSchema:
+    """The payt-xml schema as the streaming pass uses it: compiled without its identity constraints, which
+    are listed in ``keys`` and checked by the pass itself."""
+
+    schema: etree.XMLSchema
+    keys: tuple[KeySpec, ...]
+
+
 @functools.cache
-def load_schema() -> etree.XMLSchema:
-    """The compiled payt-xml schema, once per process."""
+def load_schema() -> StreamSchema:
+    """The compiled payt-xml schema, once per process (derived from the published XSD at load time)."""
     source = files("schemas").joinpath(SCHEMA_RESOURCE).read_bytes()
-    return etree.XMLSchema(etree.fromstring(source, safe_parser()))
+    document, keys = without_identity_constraints(etree.fromstring(source, safe_parser()))
+    return StreamSchema(etree.XMLSchema(document), keys)
 
 
 @dataclass
@@ -76,12 +90,17 @@ class FirstPass:
     valid: bool
     messages: list[str] = field(default_factory=list)  # libxml2's, without line numbers
     stopped: bool = False  # the pass stopped at MAX_COUNTED errors
+    repeated: dict[str, set[int]] = field(default_factory=dict)  # per constraint: hashes of candidate duplicates
 
 
 def first_pass(source: IO[bytes]) -> FirstPass:
     """Validate while parsing. Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed."""
     etree.clear_error_log()  # the log that a failed iterparse reports would hold earlier parses' errors too
-    parser = etree.iterparse(source, events=("end",), tag=DEBTOR, schema=load_schema(), **SAFE_OPTIONS)
+    loaded = load_schema()
+    hashed = {spec.name: HashedKeys() for spec in loaded.keys}
+    keyed = {spec.tag: (spec.attribute, hashed[spec.name].add) for spec in loaded.keys}
+    tags = tuple(dict.fromkeys((DEBTOR, INVOICE, *keyed)))
+    parser = etree.iterparse(source, events=("end",), tag=tags, schema=loaded.schema, **SAFE_OPTIONS)
     checked = False
     debtors = 0
     try:
@@ -89,23 +108,35 @@ def first_pass(source: IO[bytes]) -> FirstPass:
             if not checked:
                 refuse_doctype(element)
                 checked = True
-            element.clear()
-            root = element.getparent()
-            while root is not None and element.getprevious() is not None:
-                del root[0]  # only what precedes: the parser may have read ahead
-            debtors += 1
-            if debtors % CHECK_EVERY == 0 and len(parser.error_log) >= MAX_COUNTED:
-                return FirstPass(False, _schema_messages(parser.error_log), stopped=True)
+            tag = element.tag
+            key = keyed.get(tag)
+            if key is not None:
+                value = element.get(key[0])
+                if value is not None:
+                    key[1](value)
+            element.clear(keep_tail=True)
+            parent = element.getparent()
+            while parent is not None and element.getprevious() is not None:
+                del parent[0]  # only what precedes: the parser may have read ahead
+            if tag == DEBTOR:
+                debtors += 1
+                if debtors % CHECK_EVERY == 0 and len(parser.error_log) >= MAX_COUNTED:
+                    return FirstPass(False, _schema_messages(parser.error_log), stopped=True)
     except etree.XMLSyntaxError as exc:
         log = cast(Iterable[Any], exc.error_log)
         if any(e.domain_name != "SCHEMASV" for e in log if e.level_name in ("ERROR", "FATAL")):
             raise syntax_error(exc) from None
-        return FirstPass(False, _schema_messages(log))
+        return FirstPass(False, _schema_messages(log), repeated=_repeated(hashed))
     root = getattr(parser, "root", None)
     if root is not None and not checked:
         refuse_doctype(root)
     messages = _schema_messages(parser.error_log)
-    return FirstPass(not messages, messages)
+    repeated = _repeated(hashed)
+    return FirstPass(not messages and not repeated, messages, repeated=repeated)
+
+
+def _repeated(hashed: dict[str, HashedKeys]) -> dict[str, set[int]]:
+    return {name: found for name, keys in hashed.items() if (found := keys.repeated())}
 
 
 def _schema_messages(log: Any) -> list[str]:
@@ -116,22 +147,14 @@ def _plain(message: str) -> str:
     return message.replace(f"{{{NS}}}", "")
 
 
-def duplicate_keys(messages: Iterable[str]) -> dict[str, set[str]]:
-    """The values that the first pass named as duplicate keys, per constraint name."""
-    found: dict[str, set[str]] = {}
-    for message in messages:
-        m = _DUPLICATE.search(_plain(message))
-        if m:
-            found.setdefault(m[2], set()).add(m[1])
-    return found
-
-
 class _Explainer:
     """The second pass: libxml2's errors with lines and readable paths, one debtor at a time."""
 
     def __init__(self, first: FirstPass):
-        self.schema = load_schema()
-        self.duplicates = duplicate_keys(first.messages)
+        loaded = load_schema()
+        self.schema = loaded.schema
+        self.keys = {spec.tag: spec for spec in loaded.keys}
+        self.repeated = first.repeated
         self.seen: set[tuple[int, str, str]] = set()
         self.problems: list[Problem] = []
         self.total = 0
@@ -157,7 +180,7 @@ class _Explainer:
                     self.invoices_removed = 0
                 continue
             if element.tag == INVOICE:
-                self._note_key("UniqueInvoiceNumber", element, "number")
+                self._note_key(element)
                 batch.append(element)
                 if len(batch) >= BATCH:
                     self._validate_unit(root, element.getparent(), batch)
@@ -167,7 +190,7 @@ class _Explainer:
                     batch = []
                 continue
             if element.tag == DEBTOR:
-                self._note_key("UniqueDebtorCode", element, "code")
+                self._note_key(element)
                 self._validate_unit(root, element, None)
                 batch = []
                 for old in list(element.itersiblings(preceding=True)):
@@ -192,19 +215,23 @@ class _Explainer:
                 shell.extend(copy.deepcopy(invoice) for invoice in invoices)
         self._validate(unit, root.sourceline or 1)
 
-    def _note_key(self, constraint: str, element: Any, attribute: str) -> None:
-        values = self.duplicates.get(constraint)
-        value = element.get(attribute)
-        if values and value in values:
-            path = f"{self._path(element)}/@{attribute}"
-            self.key_lines.setdefault((constraint, value), []).append((element.sourceline or 0, path))
+    def _note_key(self, element: Any) -> None:
+        """Where a key lies whose hash the first pass saw more than once."""
+        spec = self.keys.get(element.tag)
+        if spec is None:
+            return
+        hashes = self.repeated.get(spec.name)
+        value = element.get(spec.attribute)
+        if hashes and value is not None and hash(value) in hashes:
+            path = f"{self._path(element)}/@{spec.attribute}"
+            self.key_lines.setdefault((spec.name, value), []).append((element.sourceline or 0, path))
 
     def _validate(self, unit: Any, root_line: int) -> None:
         tree = unit.getroottree()
         if self.schema.validate(tree):
             return
         log = cast(Iterable[Any], self.schema.error_log)
-        entries = [e for e in log if e.type_name != "SCHEMAV_CVC_IDC"]
+        entries = list(log)
         typed = {(e.line, e.path) for e in entries if _ATOMIC.search(e.message)}
         for e in entries:
             if "[facet '" in e.message and (e.line, e.path) in typed:
@@ -304,6 +331,8 @@ def explain(source: IO[bytes], first: FirstPass) -> list[Problem]:
 
 def validate_payt_xml(source: IO[bytes]) -> list[Problem]:
     """The schema problems of a seekable payt-xml stream (empty when valid); the stream is left at its start.
+
+    A key whose hash the first pass saw twice is an error only when the second pass finds the same key twice.
 
     Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed.
     """

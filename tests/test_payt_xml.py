@@ -207,3 +207,11 @@ def test_the_validator_in_a_second_process_rejects_after_the_last_entry(tmp_path
                 seen.append(entry.invoice.number)
         assert seen == ["2026-0042", "2026-0044"], "entries are read while the validator runs"
     assert [(p.row, p.column) for p in caught.value.problems] == [(19, "/OpenItems/Debtor[1]/Invoice[2]/DueDate")]
+
+
+def test_a_repeated_debtor_code_is_reported_on_each_debtor() -> None:
+    text = VALID.replace('<Debtor code="10046">', '<Debtor code="10045">')
+    assert rejected(text) == [
+        (3, "/OpenItems/Debtor[1]/@code", "duplicate_debtor_code"),
+        (24, "/OpenItems/Debtor[2]/@code", "duplicate_debtor_code"),
+    ]
