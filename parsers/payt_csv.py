@@ -25,7 +25,6 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import dataclasses
 import functools
 import io
 import re
@@ -55,6 +54,8 @@ from parsers.row_checks import (
     CellsCheck,
     Finding,
     cells_getter,
+    field_order,
+    in_field_order,
     invoice_rules,
     open_warning,
     shown,
@@ -463,11 +464,7 @@ class _RowParser:
         self.debtor_checks = CellsCheck(debtor_columns, options, spec.required_one_of)
         self.invoice_checks = CellsCheck(invoice_columns, options, spec.required_one_of)
         self.debtor_fields = tuple(c.field or c.name for c in debtor_columns)
-        # Debtor(*args) in field order is much cheaper than Debtor(**kwargs); map the columns onto it.
-        order = [
-            self.debtor_fields.index(f.name) if f.name in self.debtor_fields else -1 for f in dataclasses.fields(Debtor)
-        ]
-        self.debtor_order: list[int] | None = None if order == list(range(len(order))) else order
+        self.debtor_order = field_order(Debtor, self.debtor_fields)
         self.invoice_fields = tuple(c.field for c in invoice_columns)
         self.debtor_cells = cells_getter(layout.position(c.name) for c in debtor_columns)
         self.invoice_cells = cells_getter(layout.position(c.name) for c in invoice_columns)
@@ -516,9 +513,7 @@ class _RowParser:
         values, found = self.debtor_checks(cells)
         if found and any(f.severity is Severity.ERROR for f in found):
             return None, tuple(found)
-        if self.debtor_order is not None:
-            values = [values[i] if i >= 0 else None for i in self.debtor_order]
-        return Debtor(*values), tuple(found)
+        return Debtor(*in_field_order(values, self.debtor_order)), tuple(found)
 
     def check_invoice(self, row: list[str], debtor_code: str | None) -> tuple[Invoice | None, list[Finding]]:
         cells = self.invoice_cells(row)

@@ -8,21 +8,22 @@ data is checked as the payt-csv debtor columns would be, an invoice as the invoi
 Schema validation (``parsers.payt_xml_schema``) decides whether the file is taken at all:
 - a small file (below ``XmlOptions.parallel_from_bytes``) is validated before ``parse_payt_xml`` returns;
   an invalid one raises ``RejectFile`` with every schema error located;
-- a large file on disk is validated by a second process while this one extracts the entries (2 cores are
-  used instead of one). The entries generator waits for its verdict after the last element and raises
-  ``RejectFile`` if the file is invalid, so a consumer that stages entries in a transaction must not commit
-  before the generator is exhausted (the pipeline does exactly that).
+- a large file on disk is validated and read by a second process (``parsers.payt_xml_worker``: one parse
+  for both) that hands the entries over as it reads them, while this process stages them (2 cores are used
+  instead of one). The entries generator raises ``RejectFile`` after the last entry if the worker found the
+  file invalid, so a consumer that stages entries in a transaction must not commit before the generator is
+  exhausted (the pipeline does exactly that).
 
-Memory stays bounded: every invoice is cleared once read, and every debtor once its invoices are done.
+Memory stays bounded: every element is cleared once read, with the elements before it (``ElementStream``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -39,10 +40,11 @@ from parsers.payt_xml_schema import (
     INVOICE,
     NS,
     ROOT,
-    problems_from_json,
+    ElementStream,
     validate_payt_xml,
 )
-from parsers.row_checks import CellsCheck, Finding, invoice_rules, open_fits
+from parsers.payt_xml_wire import Outcome, read_entries
+from parsers.row_checks import CellsCheck, Finding, field_order, in_field_order, invoice_rules, open_fits
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, syntax_error
 
 FORMAT = "payt-xml"
@@ -50,7 +52,7 @@ HEAD_CHUNK = 1 << 16
 MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
 MAX_PROBLEMS_PER_CODE = 1000
 PARALLEL_FROM_BYTES = 4 << 20  # from this size the schema is checked by a second process, in parallel
-VALIDATOR_TIMEOUT = 3600.0
+WORKER_TIMEOUT = 60.0  # seconds for a worker that stopped writing to exit
 
 # Where each payt-csv column lives in a Debtor / Invoice element (a path relative to it).
 DEBTOR_PATHS = {
@@ -102,6 +104,13 @@ _ADDRESS_CHILDREN = {_q(path.split("/")[1]): column for column, path in DEBTOR_P
 _EMAIL_TYPES = {"default": "debtor_email", "invoice": "debtor_invoice_email", "reminder": "debtor_reminder_email"}
 _PHONE_TYPES = {"phone": "debtor_phone", "mobile": "debtor_mobile"}
 _EMAIL, _PHONE, _ADDRESS, _DOCUMENT = _q("Email"), _q("Phone"), _q("Address"), _q("Document")
+# The invoice's text elements, in INVOICE_PATHS order: date, due date, total, open, currency, description,
+# payment condition and reference, order number, sent at (the fast path in ``_Extractor.elements`` unpacks them).
+_INVOICE_TAGS = tuple(_q(path) for path in INVOICE_PATHS.values() if path.isalpha())
+
+
+class _Slow(Exception):
+    """An invoice that the fast path leaves to the generic checks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +154,11 @@ def parse_payt_xml(source: BinaryIO, options: XmlOptions) -> Snapshot:
     )
     if head.generated_at:
         snapshot.detected["generated_at"] = head.generated_at
-    checks = _Checks(XmlOptions(options.administration_code, currency, options.default_country))
-    snapshot.entries = _Extractor(checks, snapshot).entries(source, parallel)
+    resolved = XmlOptions(options.administration_code, currency, options.default_country, options.date_order)
+    if parallel is None:
+        snapshot.entries = _local_entries(source, snapshot, resolved)
+    else:
+        snapshot.entries = _worker_entries(*parallel, snapshot, resolved)
     return snapshot
 
 
@@ -192,11 +204,11 @@ def _head_of(root: Any) -> _Head:
     return _Head(root.get("administrationCode"), root.get("currency"), empty, root.get("generatedAt"))
 
 
-# ----------------------------------------------------------------------------------- the validator
+# --------------------------------------------------------------------------------- the two paths
 
 
 def _parallel_source(source: BinaryIO, options: XmlOptions) -> tuple[int, int] | None:
-    """(file descriptor, offset) when the schema check should run in a second process, else None."""
+    """(file descriptor, offset) when a second process should validate and read the file, else None."""
     try:
         fd = source.fileno()
         size = os.fstat(fd).st_size
@@ -206,29 +218,67 @@ def _parallel_source(source: BinaryIO, options: XmlOptions) -> tuple[int, int] |
     return (fd, offset) if size - offset >= options.parallel_from_bytes else None
 
 
-class _Validator:
-    """``python -m parsers.payt_xml_schema FD OFFSET`` as a child process that reads the same file."""
+def _local_entries(source: BinaryIO, snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
+    yield from extract(ElementStream(source, validate=False), snapshot, options)
+    _check_empty(snapshot)
 
-    def __init__(self, fd: int, offset: int):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "parsers.payt_xml_schema", str(fd), str(offset)],
+
+def _worker_entries(fd: int, offset: int, snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
+    """The entries as ``python -m parsers.payt_xml_worker`` reads them from the same file; its verdict last."""
+    arguments = [str(fd), str(offset), options.administration_code, options.default_currency]
+    arguments += [options.default_country or "", options.date_order]
+    with tempfile.TemporaryFile() as stderr:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "parsers.payt_xml_worker", *arguments],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             pass_fds=(fd,),
+            bufsize=0,
         )
+        finished = False
+        try:
+            assert worker.stdout is not None
+            outcome = Outcome()
+            try:
+                yield from read_entries(worker.stdout.fileno(), outcome)
+                finished = True
+            except EOFError:
+                worker.wait(timeout=WORKER_TIMEOUT)
+                stderr.seek(0)
+                text = stderr.read().decode("utf-8", "replace")[-2000:]
+                raise RuntimeError(f"the payt-xml worker exited with {worker.returncode}: {text}") from None
+            snapshot.rows = outcome.rows
+            snapshot.problems.extend(outcome.problems)
+            snapshot.blocked_invoices.update(outcome.blocked_invoices)
+            snapshot.blocked_debtors.update(outcome.blocked_debtors)
+            if any(p.severity is Severity.ERROR for p in outcome.rejected):
+                raise RejectFile(outcome.rejected)
+            _check_empty(snapshot)
+        finally:
+            if not finished and worker.poll() is None:
+                worker.kill()  # the consumer stopped early, or the worker failed
+            try:
+                worker.wait(timeout=WORKER_TIMEOUT)  # after its outcome the worker exits at once
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            if worker.stdout is not None:
+                worker.stdout.close()
 
-    def verdict(self) -> list[Problem]:
-        out, err = self.proc.communicate(timeout=VALIDATOR_TIMEOUT)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"the payt-xml validator exited with {self.proc.returncode}: {err.decode()[-2000:]}")
-        return problems_from_json(out.decode("utf-8"))
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.communicate(timeout=10)
+def _check_empty(snapshot: Snapshot) -> None:
+    if snapshot.explicit_empty and snapshot.rows:
+        raise RejectFile(
+            [
+                error(
+                    "empty_not_empty",
+                    f'OpenItems says empty="true" but holds {snapshot.rows} invoices',
+                    1,
+                    "/OpenItems/@empty",
+                )
+            ]
+        )
 
 
 # ------------------------------------------------------------------------------------------- checks
@@ -245,8 +295,12 @@ class _Checks:
         self.debtor = CellsCheck(debtor_columns, options, spec.required_one_of)
         self.invoice = CellsCheck(invoice_columns, options, spec.required_one_of)
         self.debtor_names = [c.name for c in debtor_columns]
-        self.debtor_fields = [c.field or c.name for c in debtor_columns]
+        self.debtor_order = field_order(Debtor, [c.field or c.name for c in debtor_columns])
         self.debtor_slot = {name: i for i, name in enumerate(self.debtor_names)}
+        slot = self.debtor_slot
+        typed = (_EMAIL, _PHONE)  # by their type attribute
+        self.debtor_child_slot = {tag: slot[column] for tag, column in _DEBTOR_CHILDREN.items() if tag not in typed}
+        self.address_slot = {tag: slot[column] for tag, column in _ADDRESS_CHILDREN.items()}
         self.invoice_names = [c.name for c in invoice_columns]
         self.invoice_fields = [c.field for c in invoice_columns]
         slot = {name: i for i, name in enumerate(self.invoice_names)}
@@ -254,6 +308,14 @@ class _Checks:
         self.number_slot = slot["invoice_number"]
         self.document_slot = slot["invoice_document_filename"]
         self.text_limit = spec.by_name["invoice_number"].max_length
+
+
+def extract(stream: Iterable[Any], snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
+    """The entries of the Debtor and Invoice elements of ``stream`` (an ``ElementStream``), checked as payt-csv
+    rows are; problems, blocked keys and the row count go to ``snapshot``."""
+    extractor = _Extractor(_Checks(options), snapshot)
+    yield from extractor.elements(stream)
+    extractor.finish()
 
 
 class _Extractor:
@@ -290,83 +352,122 @@ class _Extractor:
 
     # -- the stream
 
-    def entries(self, source: BinaryIO, parallel: tuple[int, int] | None) -> Iterator[Entry]:
-        validator = _Validator(*parallel) if parallel is not None else None
-        try:
-            yield from self._elements(source)
-            if validator is not None:
-                problems = validator.verdict()
-                if any(p.severity is Severity.ERROR for p in problems):
-                    raise RejectFile(problems)
-            if self.snapshot.explicit_empty and self.snapshot.rows:
-                raise RejectFile(
-                    [
-                        error(
-                            "empty_not_empty",
-                            f'OpenItems says empty="true" but holds {self.snapshot.rows} invoices',
-                            1,
-                            "/OpenItems/@empty",
-                        )
-                    ]
-                )
-            self.finish()
-        except RejectFile:
-            raise
-        except Exception:
-            if validator is not None:
-                problems = validator.verdict()  # an invalid file explains a surprise better than a traceback
-                if any(p.severity is Severity.ERROR for p in problems):
-                    raise RejectFile(problems) from None
-            raise
-        finally:
-            if validator is not None:
-                validator.stop()
+    def elements(self, stream: Iterable[Any]) -> Iterator[Entry]:
+        """The hot loop: kept in one frame, with everything it touches in local variables.
 
-    def _elements(self, source: BinaryIO) -> Iterator[Entry]:
+        ``stream`` gives the Debtor and Invoice elements at their end (``ElementStream``, which also clears
+        them). Each invoice is read through the fast path for the clean, typical values a schema-valid file
+        holds; anything else takes the generic checks (``slow_invoice``), which report every problem. A
+        debtor's data is read with its first invoice.
+        """
         snapshot = self.snapshot
-        parser = etree.iterparse(source, events=("end",), tag=(DEBTOR, INVOICE), **SAFE_OPTIONS)
+        checks = self.checks
+        read_debtor = self.read_debtor
+        slow_invoice = self.slow_invoice
+        invoice_tag, debtor_tag, document_tag = INVOICE, DEBTOR, _DOCUMENT
+        t_date, t_due, t_total, t_open, t_currency = _INVOICE_TAGS[:5]
+        t_description, t_condition, t_reference, t_order, t_sent = _INVOICE_TAGS[5:]
+        limit = checks.text_limit
+        default_currency = checks.options.default_currency
+        currencies = CURRENCIES
+        simple_amount = SIMPLE_AMOUNT.fullmatch
+        fits = open_fits
+        dates = self.dates
+        cached_date = dates.get
+        new_date = self.new_date
         current: Any = None
         debtor: Debtor | None = None
         code = ""
         invoice_index = 0
-        read_invoice = self.read_invoice
-        try:
-            for _, element in parser:
-                if element.tag == INVOICE:
-                    parent = element.getparent()
-                    if parent is None or parent.tag != DEBTOR:
-                        continue  # not where the schema allows it: the validation rejects the file
-                    if parent is not current:
-                        current = parent
-                        self.debtor_index += 1
-                        invoice_index = 0
-                        debtor = self.read_debtor(parent)
-                        code = (parent.get("code") or "").strip()
-                    invoice_index += 1
-                    snapshot.rows += 1
-                    entry = read_invoice(element, debtor, code, invoice_index)
-                    element.clear()
-                    if entry is not None:
-                        yield entry
-                    continue
-                if element is not current:
-                    self.debtor_index += 1
-                    snapshot.problems.append(
-                        notice(
-                            "debtor_without_invoices",
-                            f"debtor {element.get('code')} has no invoices; it is not imported",
-                            element.sourceline,
-                            f"/OpenItems/Debtor[{self.debtor_index}]",
-                        )
-                    )
+        rows = 0
+        for element in stream:
+            if element.tag != invoice_tag:
+                self.debtor_end(element, current)
                 current = None
-                element.clear()
-                root = element.getparent()
-                if root is not None:
-                    while element.getprevious() is not None:
-                        del root[0]
-        except etree.XMLSyntaxError as exc:
-            raise syntax_error(exc) from None
+                continue
+            parent = element.getparent()
+            if parent is not current:
+                if parent is None or parent.tag != debtor_tag:
+                    continue  # not where the schema allows it: the validation rejects the file
+                current = parent
+                self.debtor_index += 1
+                invoice_index = 0
+                debtor = read_debtor(parent)
+                code = (parent.get("code") or "").strip()
+            invoice_index += 1
+            rows += 1
+            snapshot.rows = rows
+            number = element.get("number") or ""
+            texts = {child.tag: child.text for child in element}
+            get = texts.get
+            invoice_s, due_s, total_s, open_s = get(t_date), get(t_due), get(t_total), get(t_open)
+            currency = get(t_currency) or ""
+            description = get(t_description) or ""
+            condition = get(t_condition) or ""
+            reference = get(t_reference) or ""
+            order = get(t_order) or ""
+            document = ""
+            if document_tag in texts:
+                document = element.find(document_tag).get("filename") or ""
+            try:
+                if (
+                    debtor is None
+                    or t_sent in texts
+                    or not number
+                    or len(number) > limit
+                    or number != number.strip()
+                    or invoice_s is None
+                    or due_s is None
+                    or total_s is None
+                    or open_s is None
+                    or not simple_amount(total_s)
+                    or not simple_amount(open_s)
+                    or "," in total_s
+                    or "," in open_s
+                    or (currency and currency not in currencies)
+                    or (
+                        len(description) + len(condition) + len(reference) + len(order) + len(document) > limit
+                        and max(len(description), len(condition), len(reference), len(order), len(document)) > limit
+                    )
+                ):
+                    raise _Slow
+                invoice_date = cached_date(invoice_s) or new_date(invoice_s)
+                due_date = cached_date(due_s) or new_date(due_s)
+                total, open_ = Decimal(total_s), Decimal(open_s)
+                if due_date < invoice_date or not fits(open_, total):
+                    raise _Slow
+                invoice: Invoice | None = Invoice(
+                    number,
+                    code,
+                    invoice_date,
+                    due_date,
+                    total,
+                    open_,
+                    currency or default_currency,
+                    description.strip() or None,
+                    condition.strip() or None,
+                    reference.strip() or None,
+                    order.strip() or None,
+                    None,
+                    document.strip() or None,
+                )
+            except (_Slow, InvalidValue):
+                invoice = slow_invoice(texts, number, document, element, code, invoice_index, debtor is not None)
+            if invoice is not None and debtor is not None:
+                yield Entry(element.sourceline, debtor, invoice)
+
+    def debtor_end(self, element: Any, current: Any) -> None:
+        """A debtor's end: a notice when it had no invoices."""
+        if element is not current:
+            self.debtor_index += 1
+            self.snapshot.problems.append(
+                notice(
+                    "debtor_without_invoices",
+                    f"debtor {element.get('code')} has no invoices; it is not imported",
+                    element.sourceline,
+                    f"/OpenItems/Debtor[{self.debtor_index}]",
+                )
+            )
 
     # -- records
 
@@ -378,28 +479,29 @@ class _Extractor:
         raw[slot["debtor_code"]] = element.get("code") or ""
         raw[slot["debtor_is_company"]] = element.get("isCompany") or ""
         found: list[Finding] = []
+        simple = checks.debtor_child_slot
         for child in element:
             tag = child.tag
-            if tag == INVOICE:
+            position = simple.get(tag)
+            if position is not None:
+                raw[position] = child.text or ""
+            elif tag == INVOICE:
                 break
-            if tag == _ADDRESS:
+            elif tag == _ADDRESS:
+                address = checks.address_slot
                 for part in child:
-                    column = _ADDRESS_CHILDREN.get(part.tag)
-                    if column is not None:
-                        raw[slot[column]] = part.text or ""
-                continue
-            if tag == _EMAIL:
-                column = _EMAIL_TYPES.get(child.get("type", "default"), "")
-            elif tag == _PHONE:
-                column = _PHONE_TYPES.get(child.get("type", "phone"), "")
-            else:
-                column = _DEBTOR_CHILDREN.get(tag, "")
-            if not column:
-                continue
-            if raw[slot[column]] and tag in (_EMAIL, _PHONE):
-                message = f"{etree.QName(tag).localname} of type {child.get('type')!r} is given twice"
-                found.append(Finding(Severity.ERROR, "duplicate_element", message, column))
-            raw[slot[column]] = child.text or ""
+                    position = address.get(part.tag)
+                    if position is not None:
+                        raw[position] = part.text or ""
+            elif tag in (_EMAIL, _PHONE):
+                typed = _EMAIL_TYPES if tag == _EMAIL else _PHONE_TYPES
+                column = typed.get(child.get("type", "default" if tag == _EMAIL else "phone"), "")
+                if not column:
+                    continue
+                if raw[slot[column]]:
+                    message = f"{etree.QName(tag).localname} of type {child.get('type')!r} is given twice"
+                    found.append(Finding(Severity.ERROR, "duplicate_element", message, column))
+                raw[slot[column]] = child.text or ""
         values, checked = checks.debtor(tuple(raw))
         found = checked + found
         base = f"/OpenItems/Debtor[{self.debtor_index}]"
@@ -410,80 +512,7 @@ class _Extractor:
                 if code:
                     self.snapshot.blocked_debtors.add(code)
                 return None
-        return Debtor(**dict(zip(checks.debtor_fields, values, strict=True)))
-
-    def read_invoice(self, element: Any, debtor: Debtor | None, code: str, index: int) -> Entry | None:
-        checks = self.checks
-        raw = [""] * len(checks.invoice_names)
-        slots = checks.invoice_slot
-        raw[checks.number_slot] = number = element.get("number") or ""
-        for child in element:
-            position = slots.get(child.tag)
-            if position is not None:
-                raw[position] = child.text or ""
-            elif child.tag == _DOCUMENT:
-                raw[checks.document_slot] = child.get("filename") or ""
-        invoice = self.fast_invoice(raw, code) if debtor is not None else None
-        if invoice is None:
-            invoice = self.slow_invoice(raw, element, code, index, debtor is not None)
-        if invoice is None or debtor is None:
-            number = number.strip()
-            if number:
-                self.snapshot.blocked_invoices.add(number)
-            if code:
-                self.snapshot.blocked_debtors.add(code)
-            return None
-        return Entry(element.sourceline, debtor, invoice)
-
-    def fast_invoice(self, raw: list[str], code: str) -> Invoice | None:
-        """Clean, typical values (what a schema-valid file holds) without the generic checks; None otherwise."""
-        (
-            _,
-            number,
-            invoice_s,
-            due_s,
-            total_s,
-            open_s,
-            currency,
-            description,
-            condition,
-            reference,
-            order,
-            sent,
-            doc,
-        ) = raw
-        limit = self.checks.text_limit
-        if sent or not number or number != number.strip() or len(number) > limit:
-            return None
-        if not (SIMPLE_AMOUNT.fullmatch(total_s) and SIMPLE_AMOUNT.fullmatch(open_s)) or "," in total_s + open_s:
-            return None
-        if currency and currency not in CURRENCIES:
-            return None
-        if max(len(description), len(condition), len(reference), len(order), len(doc)) > limit:
-            return None
-        try:
-            invoice_date = self.dates.get(invoice_s) or self.new_date(invoice_s)
-            due_date = self.dates.get(due_s) or self.new_date(due_s)
-        except InvalidValue:
-            return None
-        total, open_ = Decimal(total_s), Decimal(open_s)
-        if due_date < invoice_date or not open_fits(open_, total):
-            return None
-        return Invoice(
-            number,
-            code,
-            invoice_date,
-            due_date,
-            total,
-            open_,
-            currency or self.checks.options.default_currency,
-            description.strip() or None,
-            condition.strip() or None,
-            reference.strip() or None,
-            order.strip() or None,
-            None,
-            doc.strip() or None,
-        )
+        return Debtor(*in_field_order(values, checks.debtor_order))
 
     def new_date(self, raw: str) -> date:
         value = parse_date(raw)
@@ -492,15 +521,30 @@ class _Extractor:
         self.dates[raw] = value
         return value
 
-    def slow_invoice(self, raw: list[str], element: Any, code: str, index: int, debtor_ok: bool) -> Invoice | None:
-        """The generic payt-csv invoice checks, reporting every problem."""
+    def slow_invoice(
+        self, texts: dict[str, str | None], number: str, document: str, element: Any, code: str, index: int, ok: bool
+    ) -> Invoice | None:
+        """The generic payt-csv invoice checks, reporting every problem; None blocks the invoice."""
         checks = self.checks
+        raw = [""] * len(checks.invoice_names)
+        raw[checks.number_slot] = number
+        raw[checks.document_slot] = document
+        slots = checks.invoice_slot
+        for tag, text in texts.items():
+            position = slots.get(tag)
+            if position is not None:
+                raw[position] = text or ""
         values, found = checks.invoice(tuple(raw))
         fields = {f: v for f, v in zip(checks.invoice_fields, values, strict=True) if f is not None}
         found.extend(invoice_rules(fields))
         if found:
             self.report(found, element, f"/OpenItems/Debtor[{self.debtor_index}]/Invoice[{index}]", INVOICE_PATHS)
-        if not debtor_ok or any(f.severity is Severity.ERROR for f in found):
+        if not ok or any(f.severity is Severity.ERROR for f in found):
+            number = number.strip()
+            if number:
+                self.snapshot.blocked_invoices.add(number)
+            if code:
+                self.snapshot.blocked_debtors.add(code)
             return None
         return Invoice(debtor_code=code, **fields)
 

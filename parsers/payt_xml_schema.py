@@ -16,28 +16,24 @@ Two passes, both in bounded memory:
 
 At most ``MAX_LISTED`` errors are listed; the first pass stops counting at ``MAX_COUNTED``.
 
-``python -m parsers.payt_xml_schema FD OFFSET`` runs both passes on an inherited file descriptor (read with
-``pread``, so the parent's file offset is untouched) and prints the problems as JSON: the parser runs this
-beside its own extraction for large files (see ``parsers.payt_xml``).
+``ElementStream`` with ``validate=True`` is the first pass as an element stream: the worker process of the
+parser (``parsers.payt_xml_worker``) reads the entries from it while it validates.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import json
 import os
 import re
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import IO, Any, cast
 
 from lxml import etree
 
-from gateway.errors import RejectFile
-from gateway.records import Problem, Severity, error, notice
+from gateway.records import Problem, error, notice
 from parsers.unique_keys import HashedKeys, KeySpec, without_identity_constraints
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, safe_parser, syntax_error
 
@@ -93,50 +89,80 @@ class FirstPass:
     repeated: dict[str, set[int]] = field(default_factory=dict)  # per constraint: hashes of candidate duplicates
 
 
+class ElementStream:
+    """The Debtor and Invoice elements of a payt-xml stream, each at its end.
+
+    Each element is cleared, with the elements before it, when the consumer asks for the next one, so memory
+    stays bounded however many debtors and invoices there are (a debtor's data is read with its first
+    invoice). With ``validate``, libxml2 validates against the stream schema while it parses and the keys of
+    its ``xs:unique`` constraints are hashed; ``verdict()`` after the iteration says whether the file is valid
+    (the iteration ends early once ``MAX_COUNTED`` errors are logged). Iterating raises ``RejectFile`` for a
+    DOCTYPE or XML that is not well-formed.
+    """
+
+    def __init__(self, source: IO[bytes], validate: bool):
+        self.source = source
+        self.validate = validate
+        self.messages: list[str] = []
+        self.stopped = False
+        loaded = load_schema()
+        self.hashed = {spec.name: HashedKeys() for spec in loaded.keys} if validate else {}
+        self.keyed = {spec.tag: (spec.attribute, self.hashed[spec.name].add) for spec in loaded.keys if validate}
+        self.schema = loaded.schema if validate else None
+
+    def __iter__(self) -> Iterator[Any]:
+        etree.clear_error_log()  # the log that a failed iterparse reports would hold earlier parses' errors too
+        keyed = self.keyed
+        tags = tuple(dict.fromkeys((DEBTOR, INVOICE, *keyed)))
+        parser = etree.iterparse(self.source, events=("end",), tag=tags, schema=self.schema, **SAFE_OPTIONS)
+        checked = False
+        debtors = 0
+        try:
+            for _, element in parser:
+                if not checked:
+                    refuse_doctype(element)
+                    checked = True
+                tag = element.tag
+                key = keyed.get(tag)
+                if key is not None:
+                    value = element.get(key[0])
+                    if value is not None:
+                        key[1](value)
+                yield element
+                element.clear(keep_tail=True)
+                parent = element.getparent()
+                while parent is not None and element.getprevious() is not None:
+                    del parent[0]  # only what precedes: the parser may have read ahead
+                if tag == DEBTOR and self.validate:
+                    debtors += 1
+                    if debtors % CHECK_EVERY == 0 and len(parser.error_log) >= MAX_COUNTED:
+                        self.messages, self.stopped = _schema_messages(parser.error_log), True
+                        return
+        except etree.XMLSyntaxError as exc:
+            log = cast(Iterable[Any], exc.error_log)
+            if not self.validate or any(e.domain_name != "SCHEMASV" for e in log if e.level_name in ("ERROR", "FATAL")):
+                raise syntax_error(exc) from None
+            self.messages = _schema_messages(log)
+            return
+        root = getattr(parser, "root", None)
+        if root is not None and not checked:
+            refuse_doctype(root)
+        if self.validate:
+            self.messages = _schema_messages(parser.error_log)
+
+    def verdict(self) -> FirstPass:
+        """After the iteration: the schema messages and the candidate duplicate keys."""
+        repeated = {name: found for name, keys in self.hashed.items() if (found := keys.repeated())}
+        valid = not self.messages and not repeated
+        return FirstPass(valid, self.messages, self.stopped, repeated)
+
+
 def first_pass(source: IO[bytes]) -> FirstPass:
     """Validate while parsing. Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed."""
-    etree.clear_error_log()  # the log that a failed iterparse reports would hold earlier parses' errors too
-    loaded = load_schema()
-    hashed = {spec.name: HashedKeys() for spec in loaded.keys}
-    keyed = {spec.tag: (spec.attribute, hashed[spec.name].add) for spec in loaded.keys}
-    tags = tuple(dict.fromkeys((DEBTOR, INVOICE, *keyed)))
-    parser = etree.iterparse(source, events=("end",), tag=tags, schema=loaded.schema, **SAFE_OPTIONS)
-    checked = False
-    debtors = 0
-    try:
-        for _, element in parser:
-            if not checked:
-                refuse_doctype(element)
-                checked = True
-            tag = element.tag
-            key = keyed.get(tag)
-            if key is not None:
-                value = element.get(key[0])
-                if value is not None:
-                    key[1](value)
-            element.clear(keep_tail=True)
-            parent = element.getparent()
-            while parent is not None and element.getprevious() is not None:
-                del parent[0]  # only what precedes: the parser may have read ahead
-            if tag == DEBTOR:
-                debtors += 1
-                if debtors % CHECK_EVERY == 0 and len(parser.error_log) >= MAX_COUNTED:
-                    return FirstPass(False, _schema_messages(parser.error_log), stopped=True)
-    except etree.XMLSyntaxError as exc:
-        log = cast(Iterable[Any], exc.error_log)
-        if any(e.domain_name != "SCHEMASV" for e in log if e.level_name in ("ERROR", "FATAL")):
-            raise syntax_error(exc) from None
-        return FirstPass(False, _schema_messages(log), repeated=_repeated(hashed))
-    root = getattr(parser, "root", None)
-    if root is not None and not checked:
-        refuse_doctype(root)
-    messages = _schema_messages(parser.error_log)
-    repeated = _repeated(hashed)
-    return FirstPass(not messages and not repeated, messages, repeated=repeated)
-
-
-def _repeated(hashed: dict[str, HashedKeys]) -> dict[str, set[int]]:
-    return {name: found for name, keys in hashed.items() if (found := keys.repeated())}
+    stream = ElementStream(source, validate=True)
+    for _ in stream:
+        pass
+    return stream.verdict()
 
 
 def _schema_messages(log: Any) -> list[str]:
@@ -370,27 +396,3 @@ class PreadReader:
             raise OSError("PreadReader seeks from the start only")
         self.offset = self.start + position
         return position
-
-
-def problems_to_json(problems: Sequence[Problem]) -> str:
-    return json.dumps([{"severity": p.severity.value, **p.as_dict()} for p in problems])
-
-
-def problems_from_json(text: str) -> list[Problem]:
-    return [Problem(Severity(d["severity"]), d["code"], d["message"], d["row"], d["column"]) for d in json.loads(text)]
-
-
-def main(argv: Sequence[str]) -> int:
-    """``FD OFFSET``: validate and print the problems as JSON on stdout (exit 0 whatever the verdict)."""
-    fd, offset = int(argv[0]), int(argv[1])
-    reader = PreadReader(fd, offset)
-    try:
-        problems = validate_payt_xml(reader)  # type: ignore[arg-type]
-    except RejectFile as exc:
-        problems = exc.problems
-    sys.stdout.write(problems_to_json(problems))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -9,6 +9,7 @@ translates it to an element path.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -229,6 +230,18 @@ def cells_getter(positions: Iterable[int]) -> Callable[[Sequence[str]], tuple[st
         only = wanted[0]
         return lambda row: (row[only],)
     return itemgetter(*wanted)
+
+
+def field_order(cls: Any, names: Sequence[str]) -> list[int] | None:
+    """For values in the order of ``names``: where each of the dataclass ``cls``'s fields is among them (-1:
+    not there), so that ``cls(*in_field_order(values, order))`` replaces ``cls(**dict(zip(names, values)))``,
+    which is much slower; None when the orders are the same."""
+    order = [names.index(f.name) if f.name in names else -1 for f in dataclasses.fields(cls)]
+    return None if order == list(range(len(order))) else order
+
+
+def in_field_order(values: list[Any], order: list[int] | None) -> list[Any]:
+    return values if order is None else [values[i] if i >= 0 else None for i in order]
 
 
 def open_fits(open_: Decimal, total: Decimal) -> bool:

@@ -215,3 +215,81 @@ def test_a_repeated_debtor_code_is_reported_on_each_debtor() -> None:
         (3, "/OpenItems/Debtor[1]/@code", "duplicate_debtor_code"),
         (24, "/OpenItems/Debtor[2]/@code", "duplicate_debtor_code"),
     ]
+
+
+def read_both_ways(text: str, tmp_path: Path) -> tuple[Snapshot, list[Entry], Snapshot, list[Entry]]:
+    """The file read by the parser itself and by the worker process (``parallel_from_bytes=0``)."""
+    local, local_entries = parse(text)
+    path = tmp_path / "open-items.xml"
+    path.write_text(text, "utf-8")
+    with path.open("rb") as stream:
+        remote = parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0))
+        remote_entries = list(remote.entries)
+    assert (local.detected["validation"], remote.detected["validation"]) == ("before", "parallel")
+    return local, local_entries, remote, remote_entries
+
+
+def test_the_worker_process_gives_what_the_parser_reads_itself(tmp_path: Path) -> None:
+    text = (
+        VALID.replace("<DueDate>2026-03-30</DueDate>", "<DueDate>2026-02-01</DueDate>")
+        .replace("<Iban>NL91ABNA0417164300</Iban>", "<Iban>NL00ABNA0417164300</Iban>")
+        .replace("<OpenAmount>99.95</OpenAmount>", "<OpenAmount>150.00</OpenAmount>")
+        .replace(
+            "</Debtor>\n</OpenItems>",
+            "</Debtor>\n"
+            '  <Debtor code="10047"><Name>Drie B.V.</Name><Address><Street1>s</Street1><PostalCode>1</PostalCode>'
+            '<City>c</City></Address><Email>a@b.nl</Email><Phone type="mobile">06-1</Phone>'
+            '<Invoice number="X-1"><InvoiceDate>2026-01-01</InvoiceDate><DueDate>2026-01-31</DueDate>'
+            "<TotalAmount>0</TotalAmount><OpenAmount>0</OpenAmount><OrderNumber>PO 7</OrderNumber>"
+            "<SentAt>2026-01-02</SentAt></Invoice>"
+            '<Invoice number="X-2"><InvoiceDate>2026-01-01</InvoiceDate><DueDate>2026-01-31</DueDate>'
+            "<TotalAmount>12.5</TotalAmount><OpenAmount>12.50</OpenAmount><Currency>USD</Currency>"
+            "<SentAt>2026-01-02T08:30:00.250-05:00</SentAt></Invoice></Debtor>\n"
+            '  <Debtor code="10048"><LastName>Leeg</LastName><Address><Street1>s</Street1>'
+            "<PostalCode>1</PostalCode><City>c</City></Address></Debtor>\n</OpenItems>",
+        )
+    )
+    local, local_entries, remote, remote_entries = read_both_ways(text, tmp_path)
+    assert [e.invoice.number for e in remote_entries] == ["2026-0043", "2026-0044", "X-1", "X-2"]
+    assert remote_entries == local_entries
+    assert str(remote_entries[2].invoice.sent_at) == "2026-01-02"
+    assert str(remote_entries[3].invoice.sent_at) == "2026-01-02 08:30:00.250000-05:00"
+    assert [(p.code, p.row, p.column) for p in remote.problems] == [
+        ("invalid_iban", 11, "/OpenItems/Debtor[1]/Iban"),
+        ("due_before_invoice_date", 13, "/OpenItems/Debtor[1]/Invoice[1]/DueDate"),
+        ("open_exceeds_total", 29, "/OpenItems/Debtor[2]/Invoice[1]/OpenAmount"),
+        ("suspicious_phone", 32, '/OpenItems/Debtor[3]/Phone[@type="mobile"]'),
+        ("debtor_without_invoices", 33, "/OpenItems/Debtor[4]"),
+    ]
+    assert remote.problems == local.problems
+    assert (remote.rows, remote.blocked_debtors, remote.blocked_invoices) == (
+        local.rows,
+        local.blocked_debtors,
+        local.blocked_invoices,
+    )
+
+
+def test_the_worker_process_rejects_what_the_parser_rejects(tmp_path: Path) -> None:
+    for text, code in [
+        (VALID.replace('number="2026-0044"', 'number="2026-0042"'), "duplicate_invoice_number"),
+        (VALID.replace("<City>Zeist</City>", ""), "schema_violation"),
+        (VALID.replace('currency="EUR"', 'currency="EUR" empty="true"'), "empty_not_empty"),
+        (VALID.replace("</Invoice>\n  </Debtor>", "</Invoice>\n  </Debtr>", 1), "xml_not_well_formed"),
+    ]:
+        path = tmp_path / "open-items.xml"
+        path.write_text(text, "utf-8")
+        with pytest.raises(RejectFile) as local:
+            parse(text)
+        with path.open("rb") as stream, pytest.raises(RejectFile) as remote:
+            list(parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0)).entries)
+        assert remote.value.problems == local.value.problems
+        assert remote.value.problems[0].code == code
+
+
+def test_a_consumer_that_stops_early_stops_the_worker(tmp_path: Path) -> None:
+    path = tmp_path / "open-items.xml"
+    path.write_text(VALID, "utf-8")
+    with path.open("rb") as stream:
+        entries = iter(parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0)).entries)
+        assert next(entries).invoice.number == "2026-0042"
+        entries.close()  # type: ignore[attr-defined]

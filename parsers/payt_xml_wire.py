@@ -1,0 +1,163 @@
+"""How the payt-xml worker process hands its entries to the parser: length-prefixed ``marshal`` frames on a pipe.
+
+A frame is a list of items in file order: a debtor (``DEBTOR_ITEM`` followed by the ``Debtor`` fields in
+their declared order) before the first of its invoices, and each invoice as ``INVOICE_ITEM``, the entry's
+line and the ``Invoice`` fields with the dates as ordinals, the amounts as their exact decimal text and
+``sent_at`` in ISO 8601. The last frame is the worker's ``Outcome``. ``marshal`` handles only plain values
+(never code or objects), and both ends are the same Python: the frames never leave the machine.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime
+from decimal import Decimal
+from operator import attrgetter
+from typing import Any
+
+from gateway.records import Debtor, Entry, Invoice, Problem, Severity
+
+DEBTOR_ITEM, INVOICE_ITEM, OUTCOME = 0, 1, 2
+FRAME_ITEMS = 2000  # items per frame
+READ_CHUNK = 1 << 20
+_LENGTH = struct.Struct("<I")
+_debtor_values = attrgetter(*(f.name for f in fields(Debtor)))
+
+
+@dataclass
+class Outcome:
+    """What the worker knows once the file is read: the snapshot's counts, keys and problems, and the
+    schema verdict (``rejected``: the problems that reject the whole file, empty when it is valid)."""
+
+    rows: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    blocked_invoices: set[str] = field(default_factory=set)
+    blocked_debtors: set[str] = field(default_factory=set)
+    rejected: list[Problem] = field(default_factory=list)
+
+
+def write_frame(out: int, items: Any) -> None:
+    """One frame to the file descriptor ``out``, written whole (``os.write`` may write part of it)."""
+    data = marshal.dumps(items)
+    view = memoryview(_LENGTH.pack(len(data)) + data)
+    while view:
+        view = view[os.write(out, view) :]
+
+
+def read_frame(stream: int) -> Any:
+    """The next frame from the file descriptor ``stream``; EOFError when it ends before a whole frame."""
+    (size,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
+    return marshal.loads(_read_exactly(stream, size))
+
+
+def _read_exactly(stream: int, size: int) -> bytes:
+    parts = []
+    while size:
+        part = os.read(stream, min(size, READ_CHUNK))
+        if not part:
+            raise EOFError("the payt-xml worker stopped before its outcome")
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def write_entries(out: int, entries: Iterable[Entry]) -> None:
+    items: list[tuple[Any, ...]] = []
+    last: Debtor | None = None
+    for entry in entries:
+        debtor, invoice = entry.debtor, entry.invoice
+        if debtor is not last:
+            items.append((DEBTOR_ITEM, *_debtor_values(debtor)))
+            last = debtor
+        sent = invoice.sent_at
+        items.append(
+            (
+                INVOICE_ITEM,
+                entry.line,
+                invoice.number,
+                invoice.debtor_code,
+                invoice.invoice_date.toordinal(),
+                invoice.due_date.toordinal(),
+                str(invoice.amount_total),
+                str(invoice.amount_open),
+                invoice.currency,
+                invoice.description,
+                invoice.payment_condition,
+                invoice.payment_reference,
+                invoice.order_number,
+                None if sent is None else sent.isoformat(),
+                invoice.document_filename,
+            )
+        )
+        if len(items) >= FRAME_ITEMS:
+            write_frame(out, items)
+            items = []
+    if items:
+        write_frame(out, items)
+
+
+def write_outcome(out: int, outcome: Outcome) -> None:
+    write_frame(
+        out,
+        [
+            (
+                OUTCOME,
+                outcome.rows,
+                [_problem(p) for p in outcome.problems],
+                sorted(outcome.blocked_invoices),
+                sorted(outcome.blocked_debtors),
+                [_problem(p) for p in outcome.rejected],
+            )
+        ],
+    )
+
+
+def _problem(p: Problem) -> tuple[str, str, str, int | None, str | None]:
+    return (p.severity.value, p.code, p.message, p.row, p.column)
+
+
+def _unproblem(t: list[Any] | tuple[Any, ...]) -> Problem:
+    return Problem(Severity(t[0]), t[1], t[2], t[3], t[4])
+
+
+def read_entries(stream: int, outcome: Outcome) -> Iterator[Entry]:
+    """The entries of the frames on the file descriptor ``stream``; ``outcome`` is filled in from the last frame."""
+    fromordinal = date.fromordinal
+    debtor: Debtor | None = None
+    while True:
+        for item in read_frame(stream):
+            kind = item[0]
+            if kind == INVOICE_ITEM:
+                (_, line, number, code, invoice_day, due_day, total, open_, currency, description, condition) = item[
+                    :11
+                ]
+                reference, order_number, sent, document = item[11:]
+                invoice = Invoice(
+                    number,
+                    code,
+                    fromordinal(invoice_day),
+                    fromordinal(due_day),
+                    Decimal(total),
+                    Decimal(open_),
+                    currency,
+                    description,
+                    condition,
+                    reference,
+                    order_number,
+                    None if sent is None else datetime.fromisoformat(sent) if "T" in sent else date.fromisoformat(sent),
+                    document,
+                )
+                yield Entry(line, debtor, invoice)  # type: ignore[arg-type]  # a debtor always comes first
+            elif kind == DEBTOR_ITEM:
+                debtor = Debtor(*item[1:])
+            else:
+                _, outcome.rows, problems, blocked_invoices, blocked_debtors, rejected = item
+                outcome.problems = [_unproblem(p) for p in problems]
+                outcome.blocked_invoices = set(blocked_invoices)
+                outcome.blocked_debtors = set(blocked_debtors)
+                outcome.rejected = [_unproblem(p) for p in rejected]
+                return
