@@ -27,7 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
 from lxml import etree
 
@@ -41,6 +41,7 @@ from parsers.payt_xml_schema import (
     NS,
     ROOT,
     ElementStream,
+    explain,
     validate_payt_xml,
 )
 from parsers.payt_xml_wire import Outcome, read_entries
@@ -220,6 +221,31 @@ def _parallel_source(source: BinaryIO, options: XmlOptions) -> tuple[int, int] |
 
 def _local_entries(source: BinaryIO, snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
     yield from extract(ElementStream(source, validate=False), snapshot, options)
+    _check_empty(snapshot)
+
+
+def validating_entries(source: IO[bytes], snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
+    """The entries of a file that is validated while it is read, in one parse; after the last entry
+    ``RejectFile`` if the file is invalid (the consumer must not take anything before the end). The file is
+    read a second time only to locate the errors of an invalid file. ``source`` must be seekable."""
+    start = source.tell()
+    stream = ElementStream(source, validate=True)
+    try:
+        yield from extract(stream, snapshot, options)
+    except RejectFile:
+        raise
+    except Exception:
+        source.seek(start)
+        problems = validate_payt_xml(source)  # an invalid file explains a surprise better than a traceback
+        if any(p.severity is Severity.ERROR for p in problems):
+            raise RejectFile(problems) from None
+        raise
+    first = stream.verdict()
+    if not first.valid:
+        source.seek(start)
+        problems = explain(source, first)
+        if any(p.severity is Severity.ERROR for p in problems):
+            raise RejectFile(problems)
     _check_empty(snapshot)
 
 

@@ -66,38 +66,41 @@ def _read_exactly(stream: int, size: int) -> bytes:
 
 
 def write_entries(out: int, entries: Iterable[Entry]) -> None:
+    """The entries in frames of ``FRAME_ITEMS``; those read before ``entries`` raises are written too."""
     items: list[tuple[Any, ...]] = []
     last: Debtor | None = None
-    for entry in entries:
-        debtor, invoice = entry.debtor, entry.invoice
-        if debtor is not last:
-            items.append((DEBTOR_ITEM, *_debtor_values(debtor)))
-            last = debtor
-        sent = invoice.sent_at
-        items.append(
-            (
-                INVOICE_ITEM,
-                entry.line,
-                invoice.number,
-                invoice.debtor_code,
-                invoice.invoice_date.toordinal(),
-                invoice.due_date.toordinal(),
-                str(invoice.amount_total),
-                str(invoice.amount_open),
-                invoice.currency,
-                invoice.description,
-                invoice.payment_condition,
-                invoice.payment_reference,
-                invoice.order_number,
-                None if sent is None else sent.isoformat(),
-                invoice.document_filename,
+    try:
+        for entry in entries:
+            debtor, invoice = entry.debtor, entry.invoice
+            if debtor is not last:
+                items.append((DEBTOR_ITEM, *_debtor_values(debtor)))
+                last = debtor
+            sent = invoice.sent_at
+            items.append(
+                (
+                    INVOICE_ITEM,
+                    entry.line,
+                    invoice.number,
+                    invoice.debtor_code,
+                    invoice.invoice_date.toordinal(),
+                    invoice.due_date.toordinal(),
+                    str(invoice.amount_total),
+                    str(invoice.amount_open),
+                    invoice.currency,
+                    invoice.description,
+                    invoice.payment_condition,
+                    invoice.payment_reference,
+                    invoice.order_number,
+                    None if sent is None else sent.isoformat(),
+                    invoice.document_filename,
+                )
             )
-        )
-        if len(items) >= FRAME_ITEMS:
+            if len(items) >= FRAME_ITEMS:
+                write_frame(out, items)
+                items = []
+    finally:
+        if items:
             write_frame(out, items)
-            items = []
-    if items:
-        write_frame(out, items)
 
 
 def write_outcome(out: int, outcome: Outcome) -> None:
