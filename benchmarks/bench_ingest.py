@@ -161,6 +161,7 @@ class IngestOutcome:
     peak_rss_kib: int
     exit_code: int
     run: dict[str, Any]
+    cpu_seconds: float = 0.0  # user + system, the process and the children it waited for
 
 
 def ingest_command(config: Path, csv_file: Path, now: datetime) -> list[str]:
@@ -205,7 +206,7 @@ def run_ingest(folder: Path, csv_file: Path, now: datetime) -> IngestOutcome:
             f"ingest of {csv_file.name} exited {child.returncode} without a JSON document ({exc}).\n"
             f"command: {' '.join(command)}\nstdout:\n{tail(text)}\nstderr:\n{tail(read_text(stderr_path))}"
         ) from None
-    return IngestOutcome(seconds, usage.ru_maxrss, child.returncode, run)
+    return IngestOutcome(seconds, usage.ru_maxrss, child.returncode, run, usage.ru_utime + usage.ru_stime)
 
 
 def read_text(path: Path) -> str:

@@ -4,13 +4,16 @@
 
 For each size: a seeded payt-xml file (``generate_xml.py``, the same open items as ``generate_csv.py``), then
 1. ``python -m gateway --json ingest`` into a fresh data folder (format "auto"), timed end to end, with its
-   peak RSS from ``os.wait4`` (the maximum over the ingest process and the schema validator it starts);
+   CPU time and peak RSS from ``os.wait4`` (user + system and the maximum, over the ingest process and the
+   worker process that validates and reads the file), and each process's own peak (``VmHWM``, sampled
+   every 0.1 s from ``/proc``) to give their sum;
 2. the streaming lxml schema pass alone (``parsers.payt_xml_schema.first_pass``) in a fresh process;
 3. xmlschema's own validation of the same file (``XMLSchema.is_valid`` on a lazy ``XMLResource``: a
    non-lazy one refuses documents of more than 1M elements, about 85k invoices) when the file has at most
    ``--xmlschema-max`` invoices (default 100,000), else of a generated sample of that many invoices; the
    ratio (lxml's streaming validation / xmlschema's) is per invoice.
-Results: a table on stdout and ``benchmarks/results/xml-<timestamp>.json`` (git-ignored).
+Results: a table on stdout and ``benchmarks/results/xml-<timestamp>.json`` (git-ignored), with the load
+average before and after each ingest: on a shared machine the times say little without it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -66,7 +70,12 @@ class Result:
     file_mb: float
     ingest_seconds: float
     invoices_per_s: float
-    peak_rss_mb: float
+    cpu_seconds: float  # user + system of the ingest and its worker
+    peak_rss_mb: float  # the largest process (wait4)
+    peak_rss_sum_mb: float  # the sum of each process's own peak (sampled)
+    process_peaks_mb: dict[str, float]
+    load_before: float
+    load_after: float
     status: str
     lxml_seconds: float
     lxml_invoices_per_s: float
@@ -92,13 +101,79 @@ def timed_script(script: str, *args: str) -> tuple[bool, float, float]:
     return valid == "True", float(seconds), usage.ru_maxrss * 1024 / 1e6
 
 
+class PeakSampler:
+    """Each descendant process's own peak RSS (``VmHWM`` from ``/proc``), sampled until ``stop()``: a
+    process's value is its peak up to the last sample before it exited."""
+
+    def __init__(self, interval: float = 0.1):
+        self.interval = interval
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (command, VmHWM KiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid in descendants(os.getpid()):
+                status = read_proc(pid, "status")
+                command = read_proc(pid, "cmdline").replace("\0", " ").strip()
+                for line in status.splitlines():
+                    if line.startswith("VmHWM:"):
+                        kib = int(line.split()[1])
+                        if kib >= self.peaks.get(pid, ("", 0))[1]:
+                            self.peaks[pid] = (command, kib)
+
+    def by_role(self) -> dict[str, float]:
+        """MB per process: "ingest", "worker" (the payt-xml worker) and any other by its pid."""
+        found: dict[str, float] = {}
+        for pid, (command, kib) in self.peaks.items():
+            role = "worker" if "payt_xml_worker" in command else "ingest" if " ingest " in command else str(pid)
+            found[role] = max(found.get(role, 0.0), kib * 1024 / 1e6)
+        return found
+
+
+def read_proc(pid: int, name: str) -> str:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = read_proc(int(entry), "stat")
+            if stat:
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [root]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, ppid in parents.items() if ppid == parent]
+        found += children
+        frontier += children
+    return found
+
+
 def bench(size: int, args: argparse.Namespace) -> Result:
     xsd = str(Path(__file__).resolve().parent.parent / "schemas" / "payt-xml-1.xsd")
     with data_folder(size, args.tmp_dir, args.keep) as folder, database_for_run(args.database_url, args.keep) as url:
         (folder / "gateway.toml").write_text(gateway_toml(url).replace('"payt-csv"', '"auto"'), "utf-8")
         xml_file = folder / f"open-items-{size}.xml"
         generated = generate(xml_file, size, args.seed)
-        outcome = run_ingest(folder, xml_file, datetime.combine(DEFAULT_AS_OF, datetime.min.time(), UTC))
+        load_before = os.getloadavg()[0]
+        with PeakSampler() as sampler:
+            outcome = run_ingest(folder, xml_file, datetime.combine(DEFAULT_AS_OF, datetime.min.time(), UTC))
+        load_after = os.getloadavg()[0]
+        peaks = sampler.by_role()
         status = outcome.run.get("status", f"exit {outcome.exit_code}")
         if status != "performed" or outcome.run.get("counts", {}).get("rows") != size:
             raise RuntimeError(f"ingest of {size}: {status}: {outcome.run.get('reason')}")
@@ -116,7 +191,12 @@ def bench(size: int, args: argparse.Namespace) -> Result:
             generated.size_bytes / 1e6,
             outcome.seconds,
             size / outcome.seconds,
+            outcome.cpu_seconds,
             outcome.peak_rss_kib * 1024 / 1e6,
+            sum(peaks.values()),
+            peaks,
+            load_before,
+            load_after,
             status,
             lxml_seconds,
             lxml_rate,
@@ -130,7 +210,7 @@ def bench(size: int, args: argparse.Namespace) -> Result:
 
 def table(results: list[Result]) -> str:
     lines = [
-        f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'RSS MB':>7}  "
+        f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'CPU s':>6} {'load':>9} {'RSS MB':>7} {'sum':>5}  "
         f"{'lxml XSD inv/s':>14} {'RSS MB':>7}  {'xmlschema inv/s':>15} {'ratio':>6}  targets"
     ]
     for r in results:
@@ -140,7 +220,8 @@ def table(results: list[Result]) -> str:
             targets = "met" if met else f"MISSED (>= {TARGET_INVOICES_PER_S}/s, <= {TARGET_PEAK_RSS_MB:.0f} MB)"
         lines.append(
             f"{r.size:>10,} {r.file_mb:>6.0f} {r.ingest_seconds:>9.1f} {r.invoices_per_s:>8,.0f} "
-            f"{r.peak_rss_mb:>7.0f}  "
+            f"{r.cpu_seconds:>6.1f} {r.load_before:>4.1f}-{r.load_after:<4.1f} {r.peak_rss_mb:>7.0f} "
+            f"{r.peak_rss_sum_mb:>5.0f}  "
             f"{r.lxml_invoices_per_s:>14,.0f} {r.lxml_peak_rss_mb:>7.0f}  {r.xmlschema_invoices_per_s:>15,.0f} "
             f"{r.ratio:>5.0f}x  {targets}"
         )
