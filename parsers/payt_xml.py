@@ -44,7 +44,7 @@ from parsers.payt_xml_schema import (
     explain,
     validate_payt_xml,
 )
-from parsers.payt_xml_wire import Outcome, read_entries
+from parsers.payt_xml_wire import FrameReader, Outcome, read_entries
 from parsers.row_checks import CellsCheck, Finding, field_order, in_field_order, invoice_rules, open_fits
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, syntax_error
 
@@ -262,12 +262,13 @@ def _worker_entries(fd: int, offset: int, snapshot: Snapshot, options: XmlOption
             pass_fds=(fd,),
             bufsize=0,
         )
+        assert worker.stdout is not None
+        frames = FrameReader(worker.stdout.fileno())
         finished = False
         try:
-            assert worker.stdout is not None
             outcome = Outcome()
             try:
-                yield from read_entries(worker.stdout.fileno(), outcome)
+                yield from read_entries(frames, outcome)
                 finished = True
             except EOFError:
                 worker.wait(timeout=WORKER_TIMEOUT)
@@ -282,6 +283,7 @@ def _worker_entries(fd: int, offset: int, snapshot: Snapshot, options: XmlOption
                 raise RejectFile(outcome.rejected)
             _check_empty(snapshot)
         finally:
+            frames.stop()
             if not finished and worker.poll() is None:
                 worker.kill()  # the consumer stopped early, or the worker failed
             try:
@@ -289,8 +291,8 @@ def _worker_entries(fd: int, offset: int, snapshot: Snapshot, options: XmlOption
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
-            if worker.stdout is not None:
-                worker.stdout.close()
+            frames.close()  # the worker has gone: the reading thread ends
+            worker.stdout.close()
 
 
 def _check_empty(snapshot: Snapshot) -> None:

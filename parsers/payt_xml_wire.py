@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import marshal
 import os
+import queue
 import struct
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime
@@ -24,6 +26,7 @@ from gateway.records import Debtor, Entry, Invoice, Problem, Severity
 DEBTOR_ITEM, INVOICE_ITEM, OUTCOME = 0, 1, 2
 FRAME_ITEMS = 2000  # items per frame
 READ_CHUNK = 1 << 20
+PREFETCH_FRAMES = 64  # about 64 x 250 kB
 _LENGTH = struct.Struct("<I")
 _debtor_values = attrgetter(*(f.name for f in fields(Debtor)))
 
@@ -46,12 +49,6 @@ def write_frame(out: int, items: Any) -> None:
     view = memoryview(_LENGTH.pack(len(data)) + data)
     while view:
         view = view[os.write(out, view) :]
-
-
-def read_frame(stream: int) -> Any:
-    """The next frame from the file descriptor ``stream``; EOFError when it ends before a whole frame."""
-    (size,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
-    return marshal.loads(_read_exactly(stream, size))
 
 
 def _read_exactly(stream: int, size: int) -> bytes:
@@ -127,12 +124,57 @@ def _unproblem(t: list[Any] | tuple[Any, ...]) -> Problem:
     return Problem(Severity(t[0]), t[1], t[2], t[3], t[4])
 
 
-def read_entries(stream: int, outcome: Outcome) -> Iterator[Entry]:
-    """The entries of the frames on the file descriptor ``stream``; ``outcome`` is filled in from the last frame."""
+class FrameReader:
+    """The frames on a file descriptor, read ahead by a thread so that the worker is not held up while the
+    consumer is busy (e.g. writing a chunk of stage rows): up to ``PREFETCH_FRAMES`` frames wait here
+    instead of in the 64 KiB pipe. ``close()`` once the writer has gone (its end of the pipe closed), then
+    close the descriptor."""
+
+    def __init__(self, stream: int):
+        self.stream = stream
+        self.frames: queue.Queue[bytes | BaseException] = queue.Queue(PREFETCH_FRAMES)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="payt-xml-frames", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                (size,) = _LENGTH.unpack(_read_exactly(self.stream, _LENGTH.size))
+                item: bytes | BaseException = _read_exactly(self.stream, size)
+            except (EOFError, OSError) as exc:
+                item = exc
+            while not self.stopped.is_set():
+                try:
+                    self.frames.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException):
+                return
+
+    def next(self) -> Any:
+        item = self.frames.get()
+        if isinstance(item, BaseException):
+            raise item
+        return marshal.loads(item)
+
+    def stop(self) -> None:
+        """Read no more frames (the thread ends when its read returns)."""
+        self.stopped.set()
+
+    def close(self) -> None:
+        self.stop()
+        self.thread.join()
+
+
+def read_entries(frames: FrameReader, outcome: Outcome) -> Iterator[Entry]:
+    """The entries of the frames; ``outcome`` is filled in from the last frame. EOFError when the frames end
+    before the outcome."""
     fromordinal = date.fromordinal
     debtor: Debtor | None = None
     while True:
-        for item in read_frame(stream):
+        for item in frames.next():
             kind = item[0]
             if kind == INVOICE_ITEM:
                 (_, line, number, code, invoice_day, due_day, total, open_, currency, description, condition) = item[

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from gateway.records import Debtor, Entry, Invoice, Severity, error, notice
-from parsers.payt_xml_wire import FRAME_ITEMS, Outcome, read_entries, write_entries, write_outcome
+from parsers.payt_xml_wire import FRAME_ITEMS, FrameReader, Outcome, read_entries, write_entries, write_outcome
 
 
 def entries(n: int) -> list[Entry]:
@@ -60,10 +60,12 @@ def test_entries_and_the_outcome_come_through_unchanged() -> None:
     thread = threading.Thread(target=writer)
     thread.start()
     received = Outcome()
+    frames = FrameReader(read)
     try:
-        got = list(read_entries(read, received))
+        got = list(read_entries(frames, received))
     finally:
         thread.join()
+        frames.close()
         os.close(read)
     assert got == sent
     assert got[3].invoice.sent_at == sent[3].invoice.sent_at and str(got[3].invoice.sent_at).endswith("-05:00")
@@ -75,6 +77,8 @@ def test_a_worker_that_stops_without_its_outcome_is_noticed() -> None:
     read, write = os.pipe()
     write_entries(write, entries(3))
     os.close(write)
+    frames = FrameReader(read)
     with pytest.raises(EOFError):
-        list(read_entries(read, Outcome()))
+        list(read_entries(frames, Outcome()))
+    frames.close()
     os.close(read)
