@@ -52,7 +52,7 @@ FORMAT = "payt-xml"
 HEAD_CHUNK = 1 << 16
 MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
 MAX_PROBLEMS_PER_CODE = 1000
-PARALLEL_FROM_BYTES = 4 << 20  # from this size the schema is checked by a second process, in parallel
+PARALLEL_FROM_BYTES = 4 << 20  # from this size a worker process validates and reads the file (one parse)
 WORKER_TIMEOUT = 60.0  # seconds for a worker that stopped writing to exit
 
 # Where each payt-csv column lives in a Debtor / Invoice element (a path relative to it).

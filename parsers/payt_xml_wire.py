@@ -26,7 +26,7 @@ from gateway.records import Debtor, Entry, Invoice, Problem, Severity
 DEBTOR_ITEM, INVOICE_ITEM, OUTCOME = 0, 1, 2
 FRAME_ITEMS = 2000  # items per frame
 READ_CHUNK = 1 << 20
-PREFETCH_FRAMES = 64  # about 64 x 250 kB
+PREFETCH_FRAMES = 16  # about 16 x 260 kB: a little more than two chunks of stage rows
 _LENGTH = struct.Struct("<I")
 _debtor_values = attrgetter(*(f.name for f in fields(Debtor)))
 
