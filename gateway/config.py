@@ -10,6 +10,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.connector_config import validate_connector
 from gateway.errors import ConfigError
+from gateway.interest import RatePeriod
 
 CONFIG_ENV = "PAYT_GATEWAY_CONFIG"
 DEFAULT_CONFIG_NAME = "gateway.toml"
@@ -228,6 +230,8 @@ class Config:
     sender: SenderConfig = field(default_factory=SenderConfig)
     administrations: Mapping[str, Administration] = field(default_factory=dict)
     source: str = "built-in default"
+    # ``[[interest.statutory]]``: the statutory interest rates by period, ascending (gateway.interest)
+    interest_rates: tuple[RatePeriod, ...] = ()
 
     @property
     def inbox_dir(self) -> Path:
@@ -498,6 +502,52 @@ def _regex_problem(value: Any) -> str | None:
     return None
 
 
+def _interest(table: Mapping[str, Any], problems: list[str]) -> tuple[RatePeriod, ...]:
+    """``[interest]``: ``[[interest.statutory]]`` entries ``from`` (a date), ``consumer`` and ``commercial`` (the
+    yearly percentages of art. 6:119 and 6:119a BW), strictly ascending by ``from``."""
+    r = _Reader(table, "interest", problems)
+    entries = r.get("statutory", [], lambda v: None if isinstance(v, list) else "must be an array of tables")
+    r.finish()
+    periods: list[RatePeriod] = []
+    for index, entry in enumerate(entries):
+        prefix = f"interest.statutory[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{prefix}: must be a table with from, consumer and commercial (got {entry!r})")
+            continue
+        e = _Reader(entry, prefix, problems)
+        start = e.get("from", None, _date_problem)
+        rates = [e.get(name, None, _percent_problem) for name in ("consumer", "commercial")]
+        for name in ("from", "consumer", "commercial"):
+            if name not in entry:
+                problems.append(f"{prefix}.{name}: required")
+        e.finish()
+        if start is None or None in rates:
+            continue
+        day = start if isinstance(start, date) else date.fromisoformat(start)
+        if periods and day <= periods[-1].start:
+            e.bad("from", f"must be after the previous entry's from ({periods[-1].start.isoformat()})")
+            continue
+        periods.append(RatePeriod(day, Decimal(str(rates[0])), Decimal(str(rates[1]))))
+    return tuple(periods)
+
+
+def _date_problem(value: Any) -> str | None:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return None
+    if isinstance(value, str):
+        try:
+            date.fromisoformat(value)
+            return None
+        except ValueError:
+            pass
+    return 'must be a date such as 2026-01-01 or "2026-01-01"'
+
+
+def _percent_problem(value: Any) -> str | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 100
+    return None if ok else "must be a yearly percentage from 0 to 100, such as 4.0"
+
+
 AFTER_PULL = ("delete", "move", "keep")
 FINGERPRINT = re.compile(r"^SHA256:[A-Za-z0-9+/]{43}=?$")
 
@@ -673,6 +723,7 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
         _check_secrets_absent(table.get("connector", {}), f"administrations.{code}.connector", problems)
         _check_secrets_absent(table.get("pull", {}), f"administrations.{code}.pull", problems)
         admins[code] = _administration(code, table, timezone, data_dir, problems)
+    interest_rates = _interest(top.table_of("interest"), problems)
     top.finish()
     if problems:
         raise ConfigError(problems)
@@ -689,6 +740,7 @@ def build_config(data: Mapping[str, Any], base_dir: Path, source: str) -> Config
         sender=sender,
         administrations=admins,
         source=source,
+        interest_rates=interest_rates,
     )
 
 
