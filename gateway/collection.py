@@ -1,4 +1,4 @@
-"""The final reminder's law (DOMAIN.md §6): statutory collection costs and the 14-day term. Pure.
+"""The final reminder's law (DOMAIN.md §6): statutory collection costs, the 14-day term, collectable. Pure.
 
 Costs: Besluit vergoeding voor buitengerechtelijke incassokosten (Stb. 2012, 141), on the open principal.
 Term: art. 6:96 lid 6 BW; 14 days counted from the day after the debtor received the letter (HR 25-11-2016,
@@ -8,7 +8,7 @@ holidays do not count (the postal rule; the gateway applies it to e-mail too, wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -54,3 +54,23 @@ def assumed_receipt(sent_on: date, is_holiday: Callable[[date], bool]) -> date:
 def payment_deadline(sent_on: date, is_holiday: Callable[[date], bool]) -> date:
     """The last day of the 14-day term: 14 days counted from the day after the assumed receipt."""
     return assumed_receipt(sent_on, is_holiday) + timedelta(days=TERM_DAYS)
+
+
+def decide_collectable(
+    status: str, final_deadline: date | None, today: date, open_credit_notes: Sequence[str]
+) -> tuple[bool, str | None]:
+    """(collectable, why not): after the final reminder's deadline has passed unpaid, the invoice is ready for a
+    collection case, unless the debtor has an open credit note (DOMAIN.md §6), which prevents automatic
+    collection until someone settles the two. ``final_deadline``: the stored deadline of the *sent* final
+    reminder, None when none was sent; ``open_credit_notes``: the numbers of the debtor's open credit notes."""
+    if status != "open":
+        return False, None
+    if final_deadline is None:
+        return False, "no final reminder sent"
+    if today <= final_deadline:
+        return False, f"the final reminder's term runs until {final_deadline.isoformat()}"
+    if open_credit_notes:
+        shown = sorted(open_credit_notes)
+        listed = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "")
+        return False, f"open credit note{'s' if len(shown) > 1 else ''} {listed}"
+    return True, None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
+from gateway.collection import decide_collectable
 from gateway.config import Config
+from gateway.interest import NoRate, interest_kind, statutory_interest
 from gateway.plan import Decision
 from gateway.reconcile import format_cents
 from gateway.sendstate import Decided, decide_rows, invoice_query
@@ -58,11 +61,12 @@ def list_invoices(
         query = query.limit(limit)
     rows = list(conn.execute(query).all())
     decided = _decide_by_administration(conn, config, now, rows) if config and now else {}
-    collectable = _collectable(conn, now, config, rows) if config and now else set()
+    collectable = _collectable(conn, now, config, rows) if config and now else {}
     out = []
     for r in rows:
         item = decided.get(r.id)
         kinds = DOCUMENT_KINDS[r.documents]
+        is_collectable, why_not = collectable.get(r.id, (False, None))
         if config is None:
             plan: dict[str, Any] = {
                 "paused": False,
@@ -86,7 +90,9 @@ def list_invoices(
                 "kind": r.kind,
                 "loaded_at": r.loaded_at.isoformat(),
                 **plan,
-                "collectable": r.id in collectable,
+                "collectable": is_collectable,
+                "collectable_reason": why_not,
+                **_interest_fields(r, is_collectable, config, now),
                 "document": kinds[0] if kinds else None,
                 "documents": list(kinds),
             }
@@ -134,42 +140,71 @@ def _plan_fields(item: Decided | None, configured: bool) -> dict[str, Any]:
     }
 
 
-def _collectable(conn: Connection, now: datetime, config: Config, rows: list[Row[Any]]) -> set[int]:
-    """Open invoices whose final reminder's deadline has passed, unless the debtor has an open credit note."""
-    open_ids = [r.id for r in rows if r.status == "open"]
+def _collectable(
+    conn: Connection, now: datetime, config: Config, rows: list[Row[Any]]
+) -> dict[int, tuple[bool, str | None]]:
+    """(collectable, why not) of every open invoice of a configured administration (``decide_collectable``):
+    the deadline of its sent final reminder and the open credit notes (open amount below zero) of its debtor."""
+    open_rows = [r for r in rows if r.status == "open" and r.administration in config.administrations]
+    open_ids = [r.id for r in open_rows]
     d = deliveries
-    finals: list[Row[Any]] = []
+    deadlines: dict[int, Any] = {}
     for start in range(0, len(open_ids), PAGE):
-        finals.extend(
-            conn.execute(
+        deadlines.update(
+            (invoice_id, deadline)
+            for invoice_id, deadline in conn.execute(
                 sa.select(d.c.invoice_id, d.c.deadline).where(
                     d.c.invoice_id.in_(open_ids[start : start + PAGE]),
                     d.c.kind == "final_reminder",
                     d.c.status == "sent",
                 )
-            ).all()
+            )
         )
-    if not finals:
-        return set()
-    by_id = {r.id: r for r in rows}
+    credit_notes: dict[int, list[str]] = defaultdict(list)
+    debtor_ids = sorted({r.debtor_id for r in open_rows if r.id in deadlines})
     credit = invoices.alias("credit")
-    with_credit = {
-        debtor_id
-        for (debtor_id,) in conn.execute(
-            sa.select(credit.c.debtor_id)
-            .where(credit.c.status == "open", credit.c.amount_open_cents < 0)
-            .where(credit.c.debtor_id.in_({by_id[i].debtor_id for i, _ in finals}))
+    for start in range(0, len(debtor_ids), PAGE):
+        for debtor_id, number in conn.execute(
+            sa.select(credit.c.debtor_id, credit.c.number).where(
+                credit.c.status == "open",
+                credit.c.amount_open_cents < 0,
+                credit.c.debtor_id.in_(debtor_ids[start : start + PAGE]),
+            )
+        ):
+            credit_notes[debtor_id].append(number)
+    today = {code: local_day(now, make_calendar(admin)) for code, admin in config.administrations.items()}
+    return {
+        r.id: decide_collectable(
+            r.status, deadlines.get(r.id), today[r.administration], credit_notes.get(r.debtor_id, [])
         )
+        for r in open_rows
     }
-    found = set()
-    for invoice_id, deadline in finals:
-        row = by_id[invoice_id]
-        admin = config.administrations.get(row.administration)
-        if admin is None or deadline is None or row.debtor_id in with_credit:
-            continue
-        if local_day(now, make_calendar(admin)) > deadline:
-            found.add(invoice_id)
-    return found
+
+
+def _interest_fields(
+    row: Row[Any], collectable: bool, config: Config | None, now: datetime | None
+) -> dict[str, str | None]:
+    """``interest_due`` (the statutory interest as of ``now``'s day) of a collectable invoice, or
+    ``interest_note`` saying why it cannot be computed."""
+    if not collectable or config is None or now is None:
+        return {"interest_due": None, "interest_note": None}
+    if not config.interest_rates:
+        return {
+            "interest_due": None,
+            "interest_note": "no statutory interest rates configured ([[interest.statutory]])",
+        }
+    today = local_day(now, make_calendar(config.administrations[row.administration]))
+    try:
+        due = statutory_interest(
+            Decimal(row.amount_open_cents) / 100,
+            row.due_date,
+            today,
+            config.interest_rates,
+            interest_kind(row.is_company),
+        )
+    except NoRate as exc:
+        return {"interest_due": None, "interest_note": str(exc)}
+    return {"interest_due": f"{due:.2f}", "interest_note": None}
 
 
 def list_outbox(
