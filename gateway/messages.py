@@ -98,6 +98,7 @@ class MessageInput:
     payment_reference: str | None = None
     deadline: date | None = None
     costs_cents: int | None = None
+    interest: str | None = None  # final reminder: "consumer" | "commercial" statutory interest may be charged
     attachments: tuple[Attachment, ...] = field(default=())
 
 
@@ -186,6 +187,7 @@ class MessageBuilder:
             "deadline": format_date(m.deadline, lang) if m.deadline else None,
             "costs": money(m.costs_cents) if m.costs_cents is not None else None,
             "total_with_costs": money(m.amount_open_cents + (m.costs_cents or 0)),
+            "interest": m.interest,
             "attachments": bool(m.attachments),
         }
         text = self._template(lang, m.kind).render(context)

@@ -36,6 +36,7 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.attachments import find_attachments
 from gateway.collection import payment_deadline
 from gateway.config import Administration, Config
+from gateway.interest import interest_kind
 from gateway.messages import (
     MessageBuilder,
     MessageInput,
@@ -387,6 +388,8 @@ class Sender:
             payment_reference=row.payment_reference,
             deadline=deadline,
             costs_cents=costs,
+            # the final reminder says that statutory interest may be charged, when rates are configured
+            interest=interest_kind(row.is_company) if kind == "final_reminder" and self.config.interest_rates else None,
             attachments=tuple(documents.get(row.id, ()) if kind == "invoice" else ()),
         )
 

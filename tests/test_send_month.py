@@ -71,6 +71,14 @@ count = 1
 interval_days = 7
 min_reminder_amount = "10.00"
 min_final_reminder_amount = "10.00"
+[[interest.statutory]]
+from = 2025-07-01
+consumer = 6.0
+commercial = 10.15
+[[interest.statutory]]
+from = 2026-01-01
+consumer = 4.0
+commercial = 10.15
 """,
         "utf-8",
     )
@@ -197,10 +205,12 @@ def test_a_month_of_sending(data: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "binnen veertien dagen vanaf de dag nadat deze brief bij u is bezorgd" in final
     assert "uiterlijk op 12 mei 2026" in final
     assert "incassokosten verschuldigd van € 40,00" in final and "€ 161,00" in final
+    assert "daarnaast de wettelijke rente (artikel 6:119 van het Burgerlijk Wetboek) in rekening brengen" in final
     # A company's final reminder (English): costs and deadline, without the consumer wording.
     company_final = body(by_key[("E", "final_reminder", 1)])
     assert "no later than 1 May 2026" in company_final and "€40.00" in company_final
     assert "fourteen days" not in company_final
+    assert "we may charge statutory commercial interest (article 6:119a of the Dutch Civil Code)" in company_final
 
     outbox = cli(at("2026-04-30 19:00"), "outbox", "--status", "sent")
     assert len(outbox) == len(EXPECTED) and all(o["status"] == "sent" and o["id"] for o in outbox)
@@ -212,6 +222,16 @@ def test_a_month_of_sending(data: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert invoices["E"]["skipped"][0]["reason"].startswith("already sent by the bookkeeping")
     assert invoices["A"]["next_send"] is None and invoices["A"]["collectable"] is True
     assert invoices["E"]["collectable"] is True and invoices["H"]["collectable"] is False
+    assert invoices["H"]["collectable_reason"] == "no final reminder sent" and invoices["H"]["interest_due"] is None
+    # Statutory interest as of --now (13 May): A, a consumer, 11 April .. 13 May = 33 days at 4 % on 121.00:
+    # 121 × 4 × 33 / 36500 = 0.4376; E, a company, 2 April .. 13 May = 42 days at 10.15 % on 50.00:
+    # 50 × 10.15 × 42 / 36500 = 0.5840.
+    assert (invoices["A"]["interest_due"], invoices["E"]["interest_due"]) == ("0.44", "0.58")
+    # A year on (--now 2027-04-12): A's first year (11 April 2026 .. 10 April 2027, 365 days at 4 %) gives
+    # 121 × 4 × 365 / 36500 = 4.84, added to the amount; then 11 and 12 April 2027 on 125.84: 125.84 × 8 / 36500
+    # = 0.0276 → 0.03; 4.87 in all.
+    later = {i["number"]: i for i in cli(at("2027-04-12 09:00"), "invoices")}
+    assert later["A"]["interest_due"] == "4.87" and later["A"]["collectable"] is True
     at_month_end = {i["number"]: i for i in cli(at("2026-04-30 19:00"), "invoices")}
     assert at_month_end["C"]["next_send"] == {
         "kind": "pre_reminder",
