@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from gateway.config import build_config
+from gateway.config import build_config, load_config
 from gateway.errors import ConfigError
 from gateway.interest import NoRate, RatePeriod, add_years, interest_kind, statutory_interest
+from gateway.messages import MessageBuilder, MessageInput
 
 # The Dutch rates of 2024-2026 (consumer: wettelijke rente; commercial: wettelijke handelsrente).
 RATES = (
@@ -145,9 +146,35 @@ def test_configuration_errors_name_the_key(tmp_path: Path, interest: dict[str, o
 
 def test_the_quick_start_configuration_ships_the_rates_in_ascending_order() -> None:
     root = Path(__file__).resolve().parents[1]
-    from gateway.config import load_config
-
     rates = load_config(str(root / "gateway.toml")).interest_rates
     assert rates and [r.start for r in rates] == sorted({r.start for r in rates})
     by_start = {r.start: r for r in rates}
     assert by_start[date(2026, 1, 1)] == RatePeriod(date(2026, 1, 1), Decimal("4.0"), Decimal("10.15"))
+
+
+@pytest.mark.parametrize(
+    ("language", "interest", "expected", "absent"),
+    [
+        ("nl", "consumer", "daarnaast de wettelijke rente (artikel 6:119 van het Burgerlijk Wetboek)", "handelsrente"),
+        ("nl", "commercial", "daarnaast de wettelijke handelsrente (artikel 6:119a van het", "6:119 van"),
+        ("en", "consumer", "we may charge statutory interest (article 6:119 of the Dutch Civil Code)", "commercial"),
+        ("en", "commercial", "statutory commercial interest (article 6:119a of the Dutch Civil Code)", "6:119 of"),
+        ("nl", None, "Vermeld bij uw betaling", "rente"),  # no rates configured: no word about interest
+        ("en", None, "Please quote", "interest"),
+    ],
+)
+def test_the_final_reminder_says_interest_may_be_charged(
+    language: str, interest: str | None, expected: str, absent: str
+) -> None:
+    message = MessageInput(
+        administration_code="ACME", administration_name="Acme B.V.", from_address="facturen@acme.example",
+        from_name="", kind="final_reminder", sequence=1, recipient="d@example.org", recipient_name="D",
+        language=language, salutation="Dear Sir or Madam", number="A1", invoice_date=date(2026, 3, 1),
+        due_date=date(2026, 3, 31), amount_total_cents=12_100, amount_open_cents=12_100, currency="EUR",
+        sent_at=datetime(2026, 4, 24, 6, tzinfo=UTC), consumer=True, deadline=date(2026, 5, 12), costs_cents=4_000,
+        interest=interest,
+    )  # fmt: skip
+    _, body = MessageBuilder().render(message)
+    text = " ".join(body.split())
+    assert expected in text and absent not in text
+    assert "\n\n\n" not in body  # the optional paragraph leaves no extra blank lines
