@@ -149,7 +149,9 @@ def test_the_quick_start_configuration_ships_the_rates_in_ascending_order() -> N
     rates = load_config(str(root / "gateway.toml")).interest_rates
     assert rates and [r.start for r in rates] == sorted({r.start for r in rates})
     by_start = {r.start: r for r in rates}
-    assert by_start[date(2026, 1, 1)] == RatePeriod(date(2026, 1, 1), Decimal("4.0"), Decimal("10.15"))
+    # values checked against public sources (rijksoverheid.nl and others) when they were added
+    assert by_start[date(2024, 1, 1)] == RatePeriod(date(2024, 1, 1), Decimal("7.0"), Decimal("12.5"))
+    assert by_start[date(2024, 7, 1)] == RatePeriod(date(2024, 7, 1), Decimal("7.0"), Decimal("12.25"))
 
 
 @pytest.mark.parametrize(
