@@ -110,7 +110,11 @@ def main() -> None:
         admin = {
             "name": "B",
             "source": "moneybird",
-            "connector": {"base_url": f"{mb.base_url}/api/v2", "administration_id": mb.administration_id},
+            "connector": {
+                "base_url": f"{mb.base_url}/api/v2",
+                "administration_id": mb.administration_id,
+                "documents_per_poll": 0,  # the snapshot is measured, not the (bounded) PDF downloads after it
+            },
         }
         measure("Moneybird", mb, admin, n, oauth=False)
     with FakeExact(FakeClock()) as ex:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from gateway.records import Snapshot
 
@@ -130,12 +130,19 @@ class Connector(Protocol):
         """Reach the vendor with the stored credentials; a short description of what was reached."""
         ...
 
+    def fetch_pdf(self, url: str, sink: BinaryIO) -> None:
+        """Download the PDF an ``Invoice.pdf_url`` of this connector names into ``sink`` (at most
+        ``MAX_PDF_BYTES``), or raise a ``ConnectorError``. What arrives is not checked here: the gateway
+        checks it like any delivered PDF."""
+        ...
+
     def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One key of an administration's ``connector`` table. ``kind``: text, url, integer or number."""
+    """One key of an administration's ``connector`` table. ``kind``: text, url, integer (positive), count
+    (zero or more) or number."""
 
     name: str
     kind: str = "text"
@@ -147,7 +154,10 @@ COMMON_SETTINGS: tuple[Setting, ...] = (
     Setting("timeout_seconds", "number", default=30.0),
     Setting("max_attempts", "integer", default=6),
     Setting("max_wait_seconds", "number", default=600.0),
+    # after each applied poll: PDFs downloaded at most, for open invoices without one (0: none)
+    Setting("documents_per_poll", "count", default=25),
 )
+MAX_PDF_BYTES = 50 * 1024 * 1024  # a larger answer to a PDF download is refused, not stored
 
 
 @dataclass(frozen=True)

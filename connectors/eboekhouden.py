@@ -7,9 +7,11 @@ carries ``SessionID`` and ``SecurityCode2``; ``CloseSession`` always, also after
 ``GetOpenPosten`` (Debiteuren) has no due date, currency or description. Debtors: one ``GetRelaties`` for all
 (capped at 100), then one per code it did not return. Due dates and descriptions come from the
 ``FactuurVerstuurd`` mutations (``GetMutaties``, capped at 500) fetched in date windows over the open items'
-dates; a window that hits the cap is halved, a single day that does is asked per invoice number. An invoice
-without a usable mutation is looked up in ``GetFacturen`` (invoicing-module invoices: date + payment term);
-failing that, its due date is its invoice date, with a warning. The currency is EUR (none is given).
+dates; a window that hits the cap is halved, a single day that does is asked per invoice number. One
+``GetFacturen`` over the open items' dates gives the invoicing-module invoices: their PDF (``URLPDFBestand``,
+an invoice's ``pdf_url``, downloaded as it is) and, for an invoice without a usable mutation, the due date
+(date + payment term); an invoice missing from it is asked for by number (should the list be capped), and
+failing that its due date is its invoice date, with a warning. The currency is EUR (none is given).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from lxml import etree
 
 from connectors.base import (
+    MAX_PDF_BYTES,
     AuthorizationError,
     Connector,
     ConnectorContext,
@@ -35,7 +38,7 @@ from connectors.base import (
     Vendor,
     require_secret,
 )
-from connectors.http import VendorHttp
+from connectors.http import VendorHttp, describe
 from connectors.soap import CONTENT_TYPE, Element, body_child, envelope, is_fault
 from connectors.values import iso_date, money, text
 from gateway.records import Debtor, Entry, Invoice, Snapshot, notice, warning
@@ -71,6 +74,7 @@ class _Post:
 class _Detail:
     description: str | None
     due_date: date | None
+    pdf_url: str | None = None
 
 
 class VendorErrorMsg(PermanentVendorError):
@@ -118,6 +122,12 @@ class EBoekhouden:
     def close(self) -> None:
         self.http.close()
 
+    def fetch_pdf(self, url: str, sink: BinaryIO) -> None:
+        """``URLPDFBestand`` is a plain link: no session, no security code."""
+        got = self.http.download(url, sink, max_bytes=MAX_PDF_BYTES, headers={"Accept": "application/pdf"})
+        if got.status_code != 200:
+            raise PermanentVendorError(f"{VENDOR_NAME}: the PDF link answered {describe(got, 120)}")
+
     # -- the poll -----------------------------------------------------------------------------------------
 
     def fetch_snapshot(self) -> Snapshot:
@@ -154,6 +164,7 @@ class EBoekhouden:
                 amount_open=post.open,
                 currency="EUR",
                 description=detail.description,
+                pdf_url=detail.pdf_url,
             )
             entries.append(Entry(0, debtor, invoice))
         snapshot.entries = entries
@@ -208,13 +219,26 @@ class EBoekhouden:
             if number not in wanted or _text(mutation, "Soort") != "FactuurVerstuurd" or number is None:
                 continue
             details[number] = _Detail(_text(mutation, "Omschrijving"), _due(mutation, "Datum", "Betalingstermijn"))
+        facturen = self._facturen(days)
         for post in posts:
-            detail = details.get(post.number)
-            if detail is None or detail.due_date is None:
+            detail = details.get(post.number) or _Detail(None, None)
+            invoice = facturen.get(post.number)
+            if invoice is None and detail.due_date is None:
                 invoice = self._factuur(post)
-                due = _due(invoice, "Datum", "Betalingstermijn") if invoice is not None else None
-                details[post.number] = _Detail(detail.description if detail else None, due)
+            if invoice is not None:
+                detail.pdf_url = _text(invoice, "URLPDFBestand")
+                detail.due_date = detail.due_date or _due(invoice, "Datum", "Betalingstermijn")
+            details[post.number] = detail
         return details
+
+    def _facturen(self, days: list[date]) -> dict[str, Element]:
+        """The invoicing-module invoices dated within the open items' dates, by number."""
+        if not days:
+            return {}
+        children = [_el("DatumVan", f"{days[0]}T00:00:00"), _el("DatumTm", f"{days[-1]}T23:59:59")]
+        result = self.call("GetFacturen", [_el("cFilter", None, children)])
+        rows = result.iterfind(f"{{{NS}}}Facturen/{{{NS}}}cFactuurList")
+        return {number: row for row in rows if (number := _text(row, "Factuurnummer")) is not None}
 
     def _mutations(self, days: list[date], posts: list[_Post]) -> Iterator[Element]:
         """The mutations of the open items' dates: windows over the distinct dates, halved at the cap."""

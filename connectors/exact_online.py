@@ -5,6 +5,10 @@ committed before use; no token request within 570 s of the previous one. Pages a
 absolute ``__next`` URL, unchanged and one at a time. Dates are ``/Date(ms)/``, codes padded: everything is
 trimmed. Accounts, bank accounts and invoice totals are fetched only for the open items, in batches of
 OData ``or`` filters that keep each URL under Exact's 6000-character limit.
+
+An invoice's PDF: the sales invoice's ``Document`` (a GUID, often null) makes its ``pdf_url`` the query of that
+document's attachments; ``fetch_pdf`` asks it (one request), takes the PDF attachment's ``Url`` and downloads
+it with ``&Download=1`` (without it Exact answers a viewer page), both with the bearer token.
 """
 
 from __future__ import annotations
@@ -13,12 +17,13 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
-from typing import Any
-from urllib.parse import quote
+from typing import Any, BinaryIO
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from connectors.base import (
+    MAX_PDF_BYTES,
     AuthorizationError,
     Connector,
     ConnectorContext,
@@ -115,6 +120,21 @@ class ExactOnline:
     def close(self) -> None:
         self.http.close()
 
+    def fetch_pdf(self, url: str, sink: BinaryIO) -> None:
+        rows = _results(self._get_json(url, {}))
+        urls = [(text(r.get("FileName")) or "", text(r.get("Url"))) for r in rows]
+        found = [u for name, u in urls if u and name.lower().endswith(".pdf")] or [u for _, u in urls if u]
+        if not found:
+            raise PermanentVendorError("Exact Online: the invoice's document has no attachment to download")
+        target = f"{found[0]}{'&' if '?' in found[0] else '?'}Download=1"
+        token = self.session.access_token()
+        got = self.http.download(target, sink, max_bytes=MAX_PDF_BYTES, headers=_headers(token, "application/pdf"))
+        if got.status_code == 401:
+            token = self.session.access_token(rejected=token)
+            got = self.http.download(target, sink, max_bytes=MAX_PDF_BYTES, headers=_headers(token, "application/pdf"))
+        if got.status_code != 200:
+            raise _error(got)
+
     # -- the poll -----------------------------------------------------------------------------------------
 
     def fetch_snapshot(self) -> Snapshot:
@@ -122,7 +142,7 @@ class ExactOnline:
         items = self._open_items(snapshot)
         accounts = self._by_key(self._accounts({i.account_id for i in items.values()}), "ID")
         banks = self._main_bank_accounts(set(accounts))
-        totals = self._totals(list(items))
+        totals, documents = self._sales_invoices(list(items))
         entries = []
         for item in items.values():
             account = accounts.get(item.account_id.lower())
@@ -148,6 +168,7 @@ class ExactOnline:
                 currency=item.currency,
                 description=item.description,
                 order_number=item.your_ref,
+                pdf_url=self._attachments_url(documents[item.number]) if item.number in documents else None,
             )
             entries.append(Entry(0, debtor, invoice))
         snapshot.entries = entries
@@ -204,16 +225,27 @@ class ExactOnline:
                     out[account.lower()] = number.replace(" ", "")
         return out
 
-    def _totals(self, numbers: list[str]) -> dict[str, Decimal]:
+    def _sales_invoices(self, numbers: list[str]) -> tuple[dict[str, Decimal], dict[str, str]]:
+        """Totals (``AmountFC``) and linked documents (``Document`` GUIDs) by invoice number."""
         url = f"{self.base}/api/v1/{self.division}/salesinvoice/SalesInvoices"
-        out: dict[str, Decimal] = {}
+        totals: dict[str, Decimal] = {}
+        documents: dict[str, str] = {}
         numeric = [n for n in numbers if n.isdigit()]
         for clause in _or_batches(url, [f"InvoiceNumber eq {n}" for n in numeric]):
-            for row in self._pages(url, {"$select": "InvoiceNumber,AmountFC", "$filter": clause}):
+            for row in self._pages(url, {"$select": "InvoiceNumber,AmountFC,Document", "$filter": clause}):
                 number = text(row.get("InvoiceNumber"))
-                if number is not None and row.get("AmountFC") is not None:
-                    out[number] = money(row["AmountFC"])
-        return out
+                if number is None:
+                    continue
+                if row.get("AmountFC") is not None:
+                    totals[number] = money(row["AmountFC"])
+                document = text(row.get("Document"))
+                if document:
+                    documents[number] = document
+        return totals, documents
+
+    def _attachments_url(self, document: str) -> str:
+        query = {"$filter": f"Document eq guid'{document}'", "$select": "FileName,Url"}
+        return f"{self.base}/api/v1/{self.division}/documents/DocumentAttachments?{urlencode(query, quote_via=quote)}"
 
     def _debtor(self, item: _Item, account: Mapping[str, Any] | None, iban: str | None) -> Debtor:
         if account is None:
@@ -268,8 +300,8 @@ class ExactOnline:
         return self.http.json(response)
 
 
-def _headers(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+def _headers(token: str, accept: str = "application/json") -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": accept}
 
 
 def _results(body: Any) -> list[dict[str, Any]]:

@@ -9,12 +9,12 @@ connector, which knows its vendor's error bodies. httpx errors never leave this 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from connectors.backoff import decide_pause, decide_retry_wait, is_retryable
-from connectors.base import Clock, TransientVendorError
+from connectors.base import Clock, PermanentVendorError, TransientVendorError
 
 USER_AGENT = "payt-gateway (+https://github.com/payt-gateway)"
 
@@ -66,15 +66,50 @@ class VendorHttp:
 
         ``final``: a response it accepts is returned even with a retryable status (a SOAP fault is HTTP 500).
         """
+
+        def attempt() -> httpx.Response:
+            return self.client.request(
+                method, url, headers=headers, params=params, data=data, content=content, auth=auth
+            )
+
+        return self._retrying(url, attempt, final)
+
+    def download(
+        self, url: str, sink: BinaryIO, *, max_bytes: int, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """GET ``url`` with the same retries as ``send``, streaming a 200 answer's body into ``sink`` (emptied
+        before every attempt); memory stays bounded. Other answers are returned with their body read. A body
+        larger than ``max_bytes`` is a PermanentVendorError."""
+
+        def attempt() -> httpx.Response:
+            sink.seek(0)
+            sink.truncate()
+            with self.client.stream("GET", url, headers=headers) as response:
+                if response.status_code != 200:
+                    response.read()
+                    return response
+                written = 0
+                for chunk in response.iter_bytes(1 << 16):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise PermanentVendorError(
+                            f"{self.vendor}: the download from {_where(url)} is larger than {max_bytes} bytes; refused"
+                        )
+                    sink.write(chunk)
+                return response
+
+        return self._retrying(url, attempt, None)
+
+    def _retrying(
+        self, url: str, attempt: Callable[[], httpx.Response], final: Callable[[httpx.Response], bool] | None
+    ) -> httpx.Response:
         last = "no attempt"
         status: int | None
         response_headers: dict[str, str]
-        for attempt in range(1, self.max_attempts + 1):
+        for number in range(1, self.max_attempts + 1):
             try:
                 self.requests += 1
-                response = self.client.request(
-                    method, url, headers=headers, params=params, data=data, content=content, auth=auth
-                )
+                response = attempt()
             except httpx.TimeoutException:
                 last, status, response_headers = f"timed out calling {_where(url)}", None, {}
             except httpx.TransportError as exc:
@@ -87,9 +122,9 @@ class VendorHttp:
                     return response
                 status, response_headers = response.status_code, dict(response.headers)
                 last = f"{describe(response, 120)} from {_where(url)}"
-            if attempt == self.max_attempts:
+            if number == self.max_attempts:
                 break
-            wait = decide_retry_wait(status, response_headers, self.clock.now(), attempt)
+            wait = decide_retry_wait(status, response_headers, self.clock.now(), number)
             if wait > self.max_wait:
                 raise TransientVendorError(
                     f"{self.vendor}: {last}; the vendor asks to wait {wait:.0f} s, longer than "
@@ -106,6 +141,17 @@ class VendorHttp:
                 f"{self.vendor}: the answer of {_where(str(response.request.url))} is not JSON "
                 f"({describe(response, 120)})"
             ) from exc
+
+
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def redirect_target(response: httpx.Response) -> str | None:
+    """The absolute URL a redirect answer points to; None for any other answer."""
+    location = response.headers.get("location")
+    if response.status_code not in REDIRECTS or not location:
+        return None
+    return str(response.url.join(location))
 
 
 def _where(url: str) -> str:

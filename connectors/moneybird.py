@@ -9,11 +9,12 @@ Paging follows ``Link: rel="next"`` when present and stops on a short page eithe
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from connectors.base import (
+    MAX_PDF_BYTES,
     AuthorizationError,
     Connector,
     ConnectorContext,
@@ -23,7 +24,7 @@ from connectors.base import (
     Vendor,
     require_secret,
 )
-from connectors.http import VendorHttp, describe
+from connectors.http import REDIRECTS, VendorHttp, describe, redirect_target
 from connectors.oauth import OAuthClient, OAuthSession
 from connectors.values import iso_date, lower, money, text, upper
 from gateway.records import Debtor, Entry, Invoice, Snapshot, notice
@@ -100,6 +101,24 @@ class Moneybird:
 
     def close(self) -> None:
         self.http.close()
+
+    def fetch_pdf(self, url: str, sink: BinaryIO) -> None:
+        """``download_pdf`` (with the token) answers a redirect to a short-lived link (about 30 s), fetched
+        without the token (it goes to another host). A link that has expired meanwhile (403, e.g. after
+        waiting out a rate limit) is asked for once more. An answer with the file itself is taken as well."""
+        for attempt in (1, 2):
+            response = self._get(url, {}, accept=(200, *REDIRECTS))
+            target = redirect_target(response)
+            if target is None:
+                if len(response.content) > MAX_PDF_BYTES:
+                    raise PermanentVendorError(f"Moneybird: the PDF at {url} is larger than {MAX_PDF_BYTES} bytes")
+                sink.write(response.content)
+                return
+            got = self.http.download(target, sink, max_bytes=MAX_PDF_BYTES, headers={"Accept": "application/pdf"})
+            if got.status_code == 200:
+                return
+            if got.status_code != 403 or attempt == 2:
+                raise PermanentVendorError(f"Moneybird: the PDF link answered {describe(got, 120)}")
 
     # -- the poll -----------------------------------------------------------------------------------------
 
@@ -179,23 +198,30 @@ class Moneybird:
                 description=text(inv.get("reference")),
                 payment_reference=text(inv.get("payment_reference")),
                 sent_at=iso_date(inv["sent_at"]) if text(inv.get("sent_at")) else None,
+                pdf_url=self._pdf_url(inv),
             )
         except (ValueError, KeyError) as exc:
             raise PermanentVendorError(f"Moneybird: invoice {number} has a value we cannot read: {exc}") from exc
         return Entry(0, debtor, invoice)
+
+    def _pdf_url(self, inv: Mapping[str, Any]) -> str | None:
+        record_id = text(inv.get("id"))
+        if record_id is None:
+            return None
+        return f"{self.base}/{self.administration_id}/sales_invoices/{record_id}/download_pdf"
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
     def _get_json(self, url: str, params: Mapping[str, str]) -> Any:
         return self.http.json(self._get(url, params))
 
-    def _get(self, url: str, params: Mapping[str, str]) -> httpx.Response:
+    def _get(self, url: str, params: Mapping[str, str], accept: tuple[int, ...] = (200,)) -> httpx.Response:
         token = self._token()
         response = self.http.send("GET", url, params=params or None, headers=self._headers(token))
         if response.status_code == 401 and self.session is not None:
             token = self.session.access_token(rejected=token)
             response = self.http.send("GET", url, params=params or None, headers=self._headers(token))
-        if response.status_code == 200:
+        if response.status_code in accept:
             return response
         raise self._error(response)
 

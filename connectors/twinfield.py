@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -142,6 +142,10 @@ class Twinfield:
 
     def close(self) -> None:
         self.http.close()
+
+    def fetch_pdf(self, url: str, sink: BinaryIO) -> None:
+        """No PDF endpoint is known (SPEC.md §2.5): Twinfield invoices never carry a ``pdf_url``."""
+        raise PermanentVendorError("Twinfield: invoice PDFs cannot be downloaded from Twinfield")
 
     # -- the poll -----------------------------------------------------------------------------------------
 

@@ -18,6 +18,9 @@ def _problem(setting: Setting, value: Any) -> str | None:
     if setting.kind == "integer":
         ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
         return None if ok else "must be a positive whole number"
+    if setting.kind == "count":
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        return None if ok else "must be a whole number, 0 or more"
     if setting.kind == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
         return None if ok else "must be a positive number"

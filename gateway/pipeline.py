@@ -28,7 +28,7 @@ from gateway.apply import RunContext, reconcile_staged
 from gateway.archive import archive_relpath, hash_stream, move_into_archive, write_report
 from gateway.archive_plan import is_member, nested_archive_error
 from gateway.config import Administration, Config
-from gateway.document_names import decide_document_numbers
+from gateway.document_names import NamedNumbers, decide_document_numbers
 from gateway.documents import Received, document_format, store_document
 from gateway.errors import RejectFile, TransientError
 from gateway.ignore import IgnoreLists
@@ -68,6 +68,8 @@ class Delivery:
     path: Path
     trigger: str = "delivery"
     marker: Path | None = None  # its claimed done marker (``NAME.done``), archived beside it
+    source: str = "file"  # the run's source: "file", or the vendor whose connector downloaded a document
+    invoice_number: str | None = None  # a downloaded document's invoice, known to its source (not by its name)
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class Pipeline:
             run_id = start_run(
                 conn,
                 administration_id=admin_id,
-                source="file",
+                source=delivery.source,
                 trigger=delivery.trigger,
                 now=now,
                 file_id=file_id,
@@ -211,7 +213,7 @@ class Pipeline:
                 with transaction(self.engine) as conn:
                     if doc_format is not None:
                         received = Received(admin_id, run_id, file_id, delivery.original_name, relpath, now)
-                        self._store_document(conn, received, admin, stream, doc_format)
+                        self._store_document(conn, received, admin, stream, doc_format, delivery.invoice_number)
                     else:
                         self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
         except RejectFile as exc:
@@ -298,11 +300,21 @@ class Pipeline:
         return status
 
     def _store_document(
-        self, conn: Connection, received: Received, admin: Administration, stream: BinaryIO, doc_format: str
+        self,
+        conn: Connection,
+        received: Received,
+        admin: Administration,
+        stream: BinaryIO,
+        doc_format: str,
+        invoice_number: str | None = None,
     ) -> None:
-        """Check the document, store it, link it to its invoice if that is there, and finish the run row."""
+        """Check the document, store it, link it to its invoice if that is there, and finish the run row.
+        ``invoice_number``: the invoice its source says it belongs to; else its name (or UBL ID) says."""
         doc = self.document_readers[doc_format](stream)
-        named = decide_document_numbers(doc, received.file_name, admin.documents.pattern)
+        if invoice_number is not None:
+            named = NamedNumbers(invoice_number, (invoice_number,))
+        else:
+            named = decide_document_numbers(doc, received.file_name, admin.documents.pattern)
         problems = store_document(conn, received, doc, named)
         detected = {"document": doc_format}
         if isinstance(doc, UblDocument):

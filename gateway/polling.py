@@ -5,6 +5,8 @@ is visible with its reason. Only a completely fetched snapshot is written out; i
 and then parsed, staged, reconciled and guarded by the same code, in one transaction with the run row
 (``Pipeline.apply_stream``). A connector error (outage, rate limit beyond the wait budget, refused
 authorisation) fails the run and touches no business data; a held snapshot is released like any other.
+After a performed run, the open invoices' missing PDFs are downloaded (``gateway.document_fetch``); what goes
+wrong there is a warning on the run, never a failed import.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 import structlog
@@ -22,10 +24,11 @@ from connectors.base import Connector, ConnectorError
 from gateway.apply import RunContext
 from gateway.archive import archive_relpath, hash_stream, move_into_archive
 from gateway.config import Administration, Config
+from gateway.document_fetch import DocumentFetcher, pdf_urls
 from gateway.errors import RejectFile, TransientError
 from gateway.pipeline import Pipeline, RunResult, admin_zone
-from gateway.records import Snapshot
-from gateway.runs import finish_run, finish_run_status, start_run
+from gateway.records import Snapshot, warning
+from gateway.runs import add_problems, finish_run, finish_run_status, start_run
 from gateway.snapshot_csv import write_snapshot_csv
 from gateway.store import ensure_administration, transaction
 from gateway.tables import import_runs
@@ -49,6 +52,7 @@ class Poller:
         self.pipeline = pipeline
         self.clock = clock
         self.build_connector = build_connector
+        self.documents = DocumentFetcher(config, engine, pipeline, clock)
 
     def poll(self, code: str, trigger: str) -> RunResult:
         admin = self.config.administrations[code]
@@ -67,10 +71,15 @@ class Poller:
                 fmt="payt-csv",
             )
         requests = None
+        connector: Connector | None = None
         try:
-            snapshot = self._fetch(admin)
+            connector = self.build_connector(admin)
+            snapshot = connector.fetch_snapshot()
+            snapshot.entries = entries = list(snapshot.entries)
             requests = snapshot.detected.get("requests")
             result = self._apply(admin, admin_id, run_id, name, snapshot)
+            if result.status == "performed":
+                result = self._documents(admin, admin_id, run_id, connector, pdf_urls(entries), trigger)
         except ConnectorError as exc:
             result = self._fail(run_id, str(exc))
         except TransientError as exc:
@@ -78,6 +87,9 @@ class Poller:
         except Exception as exc:  # a bug must not stop the daemon; the run says what happened
             log.error("poll_crashed", run_id=run_id, error=repr(exc), traceback=traceback.format_exc())
             result = self._fail(run_id, f"internal error while polling ({type(exc).__name__}); see the log")
+        finally:
+            if connector is not None:
+                connector.close()
         log.info(
             "poll_finished",
             run_id=run_id,
@@ -92,12 +104,29 @@ class Poller:
         )
         return result
 
-    def _fetch(self, admin: Administration) -> Snapshot:
-        connector = self.build_connector(admin)
+    def _documents(
+        self,
+        admin: Administration,
+        admin_id: int,
+        run_id: int,
+        connector: Connector,
+        urls: Mapping[str, str],
+        trigger: str,
+    ) -> RunResult:
+        """The applied run's PDFs (``gateway.document_fetch``): whatever happens, the import stays performed."""
         try:
-            return connector.fetch_snapshot()
-        finally:
-            connector.close()
+            problems = self.documents.fetch(admin, admin_id, connector, urls, run_id, trigger)
+        except Exception as exc:
+            log.error("documents_crashed", run_id=run_id, error=repr(exc), traceback=traceback.format_exc())
+            reason = f"invoice PDFs were not downloaded ({type(exc).__name__}); see the log"
+            problems = [warning("documents_failed", reason)]
+        try:
+            if problems:
+                with transaction(self.engine) as conn:
+                    add_problems(conn, run_id, problems)
+        except TransientError as exc:
+            log.warning("documents_not_recorded", run_id=run_id, problems=[p.message for p in problems], error=str(exc))
+        return self._result(run_id)
 
     def _apply(self, admin: Administration, admin_id: int, run_id: int, name: str, snapshot: Snapshot) -> RunResult:
         """Write the snapshot as payt-csv into the archive, then apply that file with the run row."""

@@ -95,6 +95,10 @@ class Invoice:
     order_number: str | None = None
     sent_at: datetime | date | None = None
     document_filename: str | None = None
+    # Where the source keeps the invoice's PDF (API sources, SPEC.md §0): a URL that the connector which made
+    # the record can download with its vendor's authorisation (``Connector.fetch_pdf``), possibly through a
+    # lookup only that connector knows (Exact Online: the document's attachment list). Not part of a file.
+    pdf_url: str | None = None
 
 
 # Frozen on first load (DOMAIN.md §2): a later change is a warning and the stored value stays.

@@ -108,6 +108,10 @@ def finish_run(
     conn.execute(import_runs.update().where(import_runs.c.id == run_id).values(**values))
     if replace_problems:
         conn.execute(run_problems.delete().where(run_problems.c.run_id == run_id))
+    _insert_problems(conn, run_id, problems)
+
+
+def _insert_problems(conn: Connection, run_id: int, problems: Sequence[Problem]) -> None:
     bulk_insert(
         conn,
         "run_problems",
@@ -211,6 +215,20 @@ def list_runs(
     if statuses:
         query = query.where(import_runs.c.status.in_(tuple(statuses)))
     return list(conn.execute(query.order_by(import_runs.c.started_at.desc(), import_runs.c.id.desc())))
+
+
+def add_problems(conn: Connection, run_id: int, problems: Sequence[Problem]) -> None:
+    """More problems for a finished run (what happened after it was applied), with its counts raised."""
+    if not problems:
+        return
+    errors = sum(p.severity is Severity.ERROR for p in problems)
+    warnings = sum(p.severity is Severity.WARNING for p in problems)
+    conn.execute(
+        import_runs.update()
+        .where(import_runs.c.id == run_id)
+        .values(errors=import_runs.c.errors + errors, warnings=import_runs.c.warnings + warnings)
+    )
+    _insert_problems(conn, run_id, problems)
 
 
 def finish_run_status(conn: Connection, run_id: int, status: str, now: datetime, reason: str) -> None:

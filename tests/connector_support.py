@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from gateway.app import App, build_app
 from gateway.config import build_config
 from gateway.connect import connect
+from gateway.documents import list_documents
+from gateway.runs import list_runs, run_as_dict
 from gateway.store import transaction
 from gateway.tables import debtors
 from gateway.tokens import DbTokenStore
@@ -59,3 +61,15 @@ def debtor_row(app: App, code: str) -> dict[str, Any]:
         row = conn.execute(sa.select(debtors).where(debtors.c.code == code)).first()
         assert row is not None, f"debtor {code} is not stored"
         return dict(row._mapping)
+
+
+def stored_documents(app: App, code: str) -> dict[str, dict[str, Any]]:
+    """The administration's documents by the invoice they are linked to (None: unlinked)."""
+    with transaction(app.engine, write=False) as conn:
+        return {d["invoice"]: d for d in list_documents(conn, administration=code)}
+
+
+def list_runs_json(app: App) -> list[dict[str, Any]]:
+    """Every run, newest first, in the JSON shape of ``imports --json``."""
+    with transaction(app.engine, write=False) as conn:
+        return [run_as_dict(conn, row) for row in list_runs(conn, now=app.clock(), days=3650)]

@@ -155,6 +155,7 @@ def test_connect_checks_a_personal_token_and_import_now_reports_failure(
         ({"administration_id": "1", "base_url": "ftp://x"}, "must be an http(s) URL"),
         ({"administration_id": "1", "token": "abc"}, "secrets do not belong in the configuration file"),
         ({"administration_id": "1", "per_page": "many"}, "must be a positive whole number"),
+        ({"administration_id": "1", "documents_per_poll": -1}, "documents_per_poll: must be a whole number, 0 or more"),
     ],
 )
 def test_connector_settings_are_validated_per_vendor(connector: dict[str, object], message: str) -> None:

@@ -12,9 +12,10 @@ from lxml import etree
 
 from gateway.app import App
 from gateway.tables import payments
-from tests.connector_support import SECRET_KEY, debtor_row, make_app, stored_invoices, table_count
+from tests.connector_support import SECRET_KEY, debtor_row, make_app, stored_documents, stored_invoices, table_count
 from tests.fakes.base import FakeClock, Response
 from tests.fakes.eboekhouden import NS, FakeEBoekhouden
+from tests.test_pdf import make_pdf
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_full_poll_over_capped_lists_into_the_database(app: App, fake: FakeEBoek
     ops = operations(fake)
     assert ops[0] == "OpenSession" and ops[-1] == "CloseSession" and ops.count("OpenSession") == 1
     assert ops.count("GetRelaties") == 1 + 30  # all (capped at 100), then each missing code
-    assert ops.count("GetMutaties") >= 3 and "GetFacturen" not in ops
+    assert ops.count("GetMutaties") >= 3 and ops.count("GetFacturen") == 1  # one, over all dates: the PDFs
     session = calls(fake, "OpenSession")
     assert session[0].findtext(f"{{{NS}}}SecurityCode1") == "CODE1-abc"
     for call in calls(fake, "GetOpenPosten") + calls(fake, "GetMutaties"):  # session and code 2 come first
@@ -149,7 +150,8 @@ def test_due_dates_from_the_invoicing_module_and_else_the_invoice_date(app: App,
     assert stored["M-1"]["due_date"] == "2026-02-22"
     assert stored["M-2"]["due_date"] == "2026-02-02"
     assert [(w["code"], "M-2" in w["message"]) for w in result.run["warnings"]] == [("due_date_unknown", True)]
-    assert [c.findtext(f".//{{{NS}}}Factuurnummer") for c in calls(fake, "GetFacturen")] == ["M-1", "M-2"]
+    # one GetFacturen over all dates (M-1's term and PDF), then M-2 asked for by number (should the list be capped)
+    assert [c.findtext(f".//{{{NS}}}Factuurnummer") for c in calls(fake, "GetFacturen")] == [None, "M-2"]
 
 
 def test_a_429_in_the_middle_is_waited_out(app: App, fake: FakeEBoekhouden, clock: FakeClock) -> None:
@@ -246,3 +248,24 @@ def test_check_opens_and_closes_a_session(app: App, fake: FakeEBoekhouden) -> No
     finally:
         connector.close()
     assert operations(fake) == ["OpenSession", "CloseSession"] and not fake.sessions
+
+
+def test_pdfs_of_invoicing_module_invoices_are_downloaded_and_linked(app: App, fake: FakeEBoekhouden) -> None:
+    fake.add_relatie("R1", "Klant B.V.")
+    fake.add_invoice("R1", "M/1", "50", invoice_date=date(2026, 2, 1), module=True)  # made in the invoicing module
+    fake.add_invoice("R1", "M-2", "60", invoice_date=date(2026, 2, 2), module=True)
+    fake.add_invoice("R1", "B-3", "70", invoice_date=date(2026, 2, 3))  # only booked: no PDF exists
+    fake.pdf_outage = {"M-2"}
+    result = app.imports.run("EB", "manual")
+    assert result.status == "performed", result.run["reason"]
+    assert [(w["code"], "M-2" in w["message"]) for w in result.run["warnings"]] == [("document_download_failed", True)]
+    docs = stored_documents(app, "EB")
+    assert sorted(docs) == ["M/1"]  # linked by the number its vendor gave, whatever its file name
+    assert docs["M/1"]["file"] == "eboekhouden/M/1.pdf"
+    assert (app.config.data_dir / docs["M/1"]["archived_path"]).read_bytes() == make_pdf("Factuur M/1")
+    assert not [r for r in fake.requests_to("/pdf/") if "B-3" in r.path]
+    fake.pdf_outage = set()
+    again = app.imports.run("EB", "manual")
+    assert again.run["warnings"] == []
+    assert sorted(stored_documents(app, "EB")) == ["M-2", "M/1"]
+    assert len(fake.requests_to("/pdf/M%2F1.pdf")) == 1  # not fetched twice

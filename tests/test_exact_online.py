@@ -19,12 +19,14 @@ from tests.connector_support import (
     authorize,
     debtor_row,
     make_app,
+    stored_documents,
     stored_invoices,
     table_count,
     token_store,
 )
 from tests.fakes.base import FakeClock, Response
 from tests.fakes.exact import FakeExact
+from tests.test_pdf import make_pdf
 
 
 @pytest.fixture
@@ -242,3 +244,24 @@ def test_second_poll_with_changes(app: App, fake: FakeExact) -> None:
     assert Decimal(stored["24000101"]["amount_open"]) == Decimal("400.25")
     assert stored["25000001"]["debtor"] == "900"
     assert table_count(app, payments) == 2
+
+
+def test_pdfs_of_invoices_with_a_document_are_downloaded_and_linked(app: App, fake: FakeExact) -> None:
+    account = fake.add_account("7", "Klant B.V.")
+    fake.add_invoice(account, 24000001, 121.0, document=True)
+    fake.add_invoice(account, 24000002, 242.0)  # no document linked in Exact: nothing to ask for
+    result = app.imports.run("EX", "manual")
+    assert result.status == "performed", result.run["reason"]
+    assert result.run["warnings"] == []
+    assert [n["code"] for n in result.run["notices"] if n["code"].startswith("documents")] == ["documents_downloaded"]
+    lookups = fake.requests_to("documents/DocumentAttachments")
+    assert len(lookups) == 1 and (lookups[0].param("$filter") or "").startswith("Document eq guid'")
+    files = fake.requests_to("/docs/SysAttachment.aspx")
+    assert [(r.param("Download"), r.headers["authorization"].startswith("Bearer ")) for r in files] == [("1", True)]
+    docs = stored_documents(app, "EX")
+    assert sorted(docs) == ["24000001"]
+    assert (app.config.data_dir / docs["24000001"]["archived_path"]).read_bytes() == make_pdf("Factuur 24000001")
+    assert docs["24000001"]["file"] == "exact_online/24000001.pdf"
+    assert {n: i["documents"] for n, i in stored_invoices(app, "EX").items()} == {"24000001": ["pdf"], "24000002": []}
+    assert app.imports.run("EX", "manual").status == "performed"
+    assert len(fake.requests_to("/docs/SysAttachment.aspx")) == 1  # not fetched twice

@@ -18,6 +18,7 @@ from tests.connector_support import (
     authorize,
     debtor_row,
     make_app,
+    stored_documents,
     stored_invoices,
     table_count,
     token_store,
@@ -338,3 +339,15 @@ def test_check_names_the_organisation_and_the_company(app: App) -> None:
         )
     finally:
         connector.close()
+
+
+def test_twinfield_invoices_stay_without_a_pdf(app: App, fake: FakeTwinfield) -> None:
+    seed(fake, debtors=2, per_debtor=2)
+    result = app.imports.run("TW", "manual")
+    assert result.status == "performed", result.run["reason"]
+    assert result.run["warnings"] == [] and not [n for n in result.run["notices"] if "document" in n["code"]]
+    assert {n: i["documents"] for n, i in stored_invoices(app, "TW").items()} == {
+        n: [] for n in ("24000000", "24000001", "24000100", "24000101")
+    }
+    assert stored_documents(app, "TW") == {}
+    assert not [r for r in fake.log if "pdf" in r.url.lower() or "document" in r.url.lower()]

@@ -4,10 +4,11 @@
 security codes; bad ones give a filled ``LastErrorCode`` with HTTP 200); every other call checks
 ``SessionID`` **and** ``SecurityCode2``; a session expires after ``session_lifetime`` seconds (UNCONFIRMED) or
 on ``expire_sessions()``; ``GetOpenPosten`` (Debiteuren/Crediteuren), ``GetRelaties`` capped at 100,
-``GetMutaties`` capped at 500, ``GetFacturen`` with ``URLPDFBestand`` (invoicing-module invoices only),
-``CloseSession``. Amounts as ``xs:double`` (``121``, ``100.5``), dates as ``xs:dateTime``. A one-element list
-is just one element. A malformed request gets a SOAP fault (HTTP 500). ``errors`` injects one-shot
-``ErrorMsg`` answers per operation. The REST API (§4.2) is not faked: the connector uses SOAP.
+``GetMutaties`` capped at 500, ``GetFacturen`` with ``URLPDFBestand`` (invoicing-module invoices only; the
+link serves the PDF without a session, ``pdf_outage`` invoice numbers answer 503), ``CloseSession``. Amounts
+as ``xs:double`` (``121``, ``100.5``), dates as ``xs:dateTime``. A one-element list is just one element. A
+malformed request gets a SOAP fault (HTTP 500). ``errors`` injects one-shot ``ErrorMsg`` answers per
+operation. The REST API (§4.2) is not faked: the connector uses SOAP.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import secrets
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
-from tests.fakes.base import FakeClock, FakeServer, RealClock, Request, Response
+from tests.fakes.base import FakeClock, FakeServer, RealClock, Request, Response, outage_response
 from tests.fakes.soap import BadRequest, read_envelope, soap_fault, soap_response
+from tests.test_pdf import make_pdf
 
 NS = "http://www.e-boekhouden.nl/soap"
 RELATIES_CAP = 100
@@ -56,6 +59,7 @@ class FakeEBoekhouden(FakeServer):
         self.invoices: dict[str, dict[str, Any]] = {}
         self.mutaties: list[dict[str, Any]] = []
         self.errors: dict[str, tuple[str, str]] = {}  # operation → one-shot (LastErrorCode, description)
+        self.pdf_outage: set[str] = set()
         self._ids = itertools.count(1201)
         self._mutation_numbers = itertools.count(1)
 
@@ -165,6 +169,8 @@ class FakeEBoekhouden(FakeServer):
     # -- dispatch -------------------------------------------------------------------------------------
 
     def route(self, request: Request) -> Response:
+        if request.path.startswith("/pdf/") and request.method == "GET":
+            return self._pdf_file(request.path[len("/pdf/") :].removesuffix(".pdf"))
         if request.path != "/soap.asmx" or request.method != "POST":
             return Response(404, b"<html><body>Not Found</body></html>", {"Content-Type": "text/html"})
         try:
@@ -192,6 +198,15 @@ class FakeEBoekhouden(FakeServer):
         except (ValueError, KeyError) as exc:
             return soap_fault(f"Server was unable to read request. ---> {exc}")
         return self._result(operation, inner)
+
+    def _pdf_file(self, number: str) -> Response:
+        """``URLPDFBestand``: a plain link to an invoicing-module invoice's PDF (no session)."""
+        inv = self.invoices.get(unquote(number))
+        if inv is None or not inv["module"]:
+            return Response(404, b"<html><body>Bestand niet gevonden</body></html>", {"Content-Type": "text/html"})
+        if unquote(number) in self.pdf_outage:
+            return outage_response()
+        return Response(200, make_pdf(f"Factuur {unquote(number)}"), {"Content-Type": "application/pdf"})
 
     def _result(self, operation: str, inner: str, error: tuple[str, str] | None = None) -> Response:
         code, description = error or ("", "")
@@ -303,7 +318,8 @@ class FakeEBoekhouden(FakeServer):
                 f"<TotaalExclBTW>{double((total / Decimal('1.21')).quantize(Decimal('0.01')))}</TotaalExclBTW>"
                 f"<TotaalInclBTW>{double(total)}</TotaalInclBTW>"
                 f"<TotaalOpenstaand>{double(total - inv['paid'])}</TotaalOpenstaand>"
-                f"<URLPDFBestand>{self.base_url}/pdf/{escape(n)}.pdf</URLPDFBestand><Regels /></cFactuurList>"
+                f"<URLPDFBestand>{self.base_url}/pdf/{escape(quote(n, safe=''))}.pdf</URLPDFBestand>"
+                "<Regels /></cFactuurList>"
             )
         return f"<Facturen>{''.join(items)}</Facturen>"
 

@@ -8,7 +8,10 @@ Token endpoint: ``expires_in`` as a string; the refresh token rotates and an old
 ``salesinvoice/SalesInvoices`` with ``$select``, a small OData ``$filter`` (eq, and, or, parentheses), pages
 of 60 (bulk: 1000) through an absolute ``__next`` with ``$skiptoken``; ``/Date(ms)/`` dates; padded
 ``Code``/``Country``/``Language``; ``X-RateLimit-*`` headers and 429 after 60 calls a minute (only the
-minutely family on that 429); OData error bodies (``Forbidden - WrongDivision``).
+minutely family on that 429); OData error bodies (``Forbidden - WrongDivision``). Invoice PDFs: a sales
+invoice's ``Document`` GUID, its ``documents/DocumentAttachments`` (``FileName``, ``Url``), and the file at
+``/docs/SysAttachment.aspx`` which needs the bearer token and gives the file only with ``&Download=1`` (a
+viewer page without it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from tests.fakes.base import FakeClock, FakeServer, RealClock, Request, Response, json_response
+from tests.test_pdf import make_pdf
 
 SERVICE_PAGE = 60
 BULK_PAGE = 1000
@@ -131,6 +135,8 @@ class FakeExact(FakeServer):
         self.bank_accounts: list[dict[str, Any]] = []
         self.receivables: dict[int, dict[str, Any]] = {}
         self.sales_invoices: dict[str, dict[str, Any]] = {}
+        self.attachments: dict[str, dict[str, Any]] = {}  # DocumentAttachments by ID (Url made when served)
+        self.attachment_files: dict[str, bytes] = {}
         self._hids = itertools.count(387)
         self._minute: list[datetime] = []
         self._day_count = 0
@@ -175,7 +181,10 @@ class FakeExact(FakeServer):
         currency: str = "EUR",
         description: str = "Levering diverse artikelen",
         sales_invoice: bool = True,
+        document: bool = False,
     ) -> int:
+        """An open item; with ``sales_invoice`` its sales invoice (the total), with ``document`` a PDF linked
+        to that sales invoice."""
         day = invoice_date or self.clock.now().date() - timedelta(days=20)
         hid = next(self._hids)
         account = self.accounts[account_id]
@@ -209,9 +218,23 @@ class FakeExact(FakeServer):
                 "InvoiceTo": account_id,
                 "Status": 50,
                 "Type": 8020,
-                "Document": None,
+                "Document": self.add_document(f"Factuur {number}.pdf", make_pdf(f"Factuur {number}"))
+                if document
+                else None,
             }
         return hid
+
+    def add_document(self, file_name: str, content: bytes) -> str:
+        """A document with one attachment; its GUID (a sales invoice's ``Document``)."""
+        document_id, attachment_id = str(uuid.uuid4()), str(uuid.uuid4())
+        self.attachments[attachment_id] = {
+            "ID": attachment_id,
+            "Document": document_id,
+            "FileName": file_name,
+            "FileSize": float(len(content)),
+        }
+        self.attachment_files[attachment_id] = content
+        return document_id
 
     def set_open(self, number: int, amount: float | None) -> None:
         """A payment: the open amount becomes ``amount``; None removes the item (fully paid)."""
@@ -232,6 +255,8 @@ class FakeExact(FakeServer):
             return self._authorize(request)
         if request.path == "/api/oauth2/token" and request.method == "POST":
             return self._token(request)
+        if request.path == "/docs/SysAttachment.aspx":
+            return self._attachment_file(request)
         if not request.path.startswith("/api/v1/"):
             return odata_error("Not found", 404)
         if not self._authorised(request):
@@ -262,6 +287,11 @@ class FakeExact(FakeServer):
             "bulk/CRM/Accounts": (list(self.accounts.values()), "ID", self.bulk_page_size),
             "crm/BankAccounts": (self.bank_accounts, "ID", self.page_size),
             "salesinvoice/SalesInvoices": (list(self.sales_invoices.values()), "InvoiceID", self.page_size),
+            "documents/DocumentAttachments": (
+                [{**a, "Url": self._attachment_url(a["ID"])} for a in self.attachments.values()],
+                "ID",
+                self.page_size,
+            ),
         }
         if resource not in tables:
             return odata_error(f"Resource not found: {resource}", 404)
@@ -298,6 +328,19 @@ class FakeExact(FakeServer):
             "type": f"Exact.Web.Api.Models.{resource.split('/')[-1]}",
         }
         return out
+
+    def _attachment_url(self, attachment_id: str) -> str:
+        return f"{self.base_url}/docs/SysAttachment.aspx?ID={attachment_id}&_Division_={self.division}"
+
+    def _attachment_file(self, request: Request) -> Response:
+        if not self._authorised(request):
+            return Response(401, b"", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        content = self.attachment_files.get(request.param("ID") or "")
+        if content is None or request.param("_Division_") != str(self.division):
+            return Response(404, b"<html><body>Document not found</body></html>", {"Content-Type": "text/html"})
+        if request.param("Download") != "1":
+            return Response(200, b"<html><body>Document viewer</body></html>", {"Content-Type": "text/html"})
+        return Response(200, content, {"Content-Type": "application/pdf"})
 
     # -- auth -----------------------------------------------------------------------------------------
 

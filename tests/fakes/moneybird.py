@@ -2,7 +2,10 @@
 
 Bearer tokens (a personal token, or OAuth tokens with rotation); ``.json`` routes; ``filter`` with ``|``
 states and the **default period ``this_year``**; ``page``/``per_page`` (at most 100, more is refused) with
-a ``Link`` header and short last pages; ``/synchronization`` GET and POST; ``download_pdf`` answering 302;
+a ``Link`` header and short last pages; ``/synchronization`` GET and POST; ``download_pdf`` answering 302 to
+a short-lived link on the file host (it refuses a request carrying an ``Authorization`` header, as signed
+storage URLs do, and one that comes after the link expired; ``pdf_outage`` invoice numbers answer 503 there,
+``pdf_bodies`` replaces an invoice's file);
 429 after ``rate_limit`` requests in 5 minutes with ``Retry-After`` as an epoch timestamp (or seconds, or
 an nginx HTML body) and ``RateLimit-*`` headers; string ids and string decimals; JSON error bodies.
 """
@@ -19,7 +22,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.fakes.base import FakeClock, FakeServer, RealClock, Request, Response, json_response
+from tests.fakes.base import FakeClock, FakeServer, RealClock, Request, Response, json_response, outage_response
+from tests.test_pdf import make_pdf
 
 INVALID_TOKEN = {"error": "token is invalid", "symbolic": {"request": "invalid_grant"}}
 NGINX_429 = b"<html><head><title>429 Too Many Requests</title></head><body><center><h1>429 Too Many Requests</h1></center><hr><center>nginx</center></body></html>"  # noqa: E501
@@ -45,6 +49,9 @@ class FakeMoneybird(FakeServer):
         self.invoices: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(426664240553657596, 1013)
         self._window: list[datetime] = []
+        self.pdf_link_seconds = 30
+        self.pdf_outage: set[str] = set()  # invoice numbers whose file host answers 503
+        self.pdf_bodies: dict[str, bytes] = {}  # invoice number → the file served instead of its PDF
 
     # -- data -----------------------------------------------------------------------------------------
 
@@ -139,7 +146,7 @@ class FakeMoneybird(FakeServer):
         if path == "/oauth/token" and request.method == "POST":
             return self._token(request)
         if path.startswith("/pdf/"):
-            return Response(200, b"%PDF-1.4 fake", {"Content-Type": "application/pdf"})
+            return self._pdf_file(request)
         if not path.startswith("/api/v2/"):
             return json_response({"error": "record not found"}, 404)
         if not self._authorised(request):
@@ -162,7 +169,8 @@ class FakeMoneybird(FakeServer):
             return self._synchronization(request)
         match = re.fullmatch(r"sales_invoices/(\d+)/download_pdf", resource)
         if match and match.group(1) in self.invoices:
-            return Response(302, b"", {"Location": f"{self.base_url}/pdf/{match.group(1)}?expires=30"})
+            expires = int(self.clock.now().timestamp()) + self.pdf_link_seconds
+            return Response(302, b"", {"Location": f"{self.base_url}/pdf/{match.group(1)}?expires={expires}"})
         match = re.fullmatch(r"(sales_invoices|contacts)/(\d+)", resource)
         if match:
             table = self.invoices if match.group(1) == "sales_invoices" else self.contacts
@@ -170,6 +178,20 @@ class FakeMoneybird(FakeServer):
             if found is not None:
                 return json_response(self._full(found) if table is self.invoices else found)
         return json_response({"error": "record not found"}, 404)
+
+    def _pdf_file(self, request: Request) -> Response:
+        inv = self.invoices.get(request.path[len("/pdf/") :])
+        if inv is None:
+            return Response(404, b"<Error><Code>NoSuchKey</Code></Error>", {"Content-Type": "application/xml"})
+        if "authorization" in request.headers:
+            body = b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>"
+            return Response(400, body, {"Content-Type": "application/xml"})
+        if self.clock.now().timestamp() > int(request.param("expires") or 0):
+            return Response(403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>")
+        if inv["invoice_id"] in self.pdf_outage:
+            return outage_response()
+        body = self.pdf_bodies.get(inv["invoice_id"]) or make_pdf(f"Factuur {inv['invoice_id']}")
+        return Response(200, body, {"Content-Type": "application/pdf"})
 
     # -- auth -----------------------------------------------------------------------------------------
 
