@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
@@ -42,6 +42,13 @@ def system_clock() -> datetime:
 
 def fixed_clock(moment: datetime) -> Clock:
     return lambda: moment
+
+
+def running_clock(moment: datetime) -> Clock:
+    """A clock that starts at ``moment`` and runs on at the real pace (``run --now``: a daemon rehearsing a
+    day, whose import times, slots and waits come as they would from ``moment`` on)."""
+    started = time.monotonic()
+    return lambda: moment + timedelta(seconds=time.monotonic() - started)
 
 
 PARSERS: dict[str, ParseFn] = {"payt-csv": parse_csv, "payt-xml": parse_xml}

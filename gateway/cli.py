@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import ConnectorError
 from gateway import __version__
-from gateway.app import DOCUMENT_READERS, PARSERS, App, build_app, fixed_clock, system_clock
+from gateway.app import DOCUMENT_READERS, PARSERS, App, build_app, fixed_clock, running_clock, system_clock
 from gateway.cli_sftp import add_sftp_commands
 from gateway.config import Administration, Config, load_config
 from gateway.connect import DEFAULT_REDIRECT_URI, connect
@@ -47,7 +47,8 @@ class Context:
     @property
     def app(self) -> App:
         if self._app is None:
-            self._app = build_app(self.config, clock_from(self.args.now, self.config))
+            running = getattr(self.args, "func", None) is cmd_run
+            self._app = build_app(self.config, clock_from(self.args.now, self.config, running))
         return self._app
 
     def emit(self, data: Any, human: str | Callable[[], str]) -> None:
@@ -75,13 +76,14 @@ def parse_now(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
 
 
-def clock_from(moment: datetime | None, config: Config) -> Callable[[], datetime]:
-    """The fixed clock of ``--now`` (a time without offset is in the gateway's zone), else the system clock."""
+def clock_from(moment: datetime | None, config: Config, running: bool = False) -> Callable[[], datetime]:
+    """The clock of ``--now`` (a time without offset is in the gateway's zone): fixed for a command, starting
+    there and running on for the daemon (``running``); else the system clock."""
     if moment is None:
         return system_clock
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(config.timezone))
-    return fixed_clock(moment)
+    return running_clock(moment) if running else fixed_clock(moment)
 
 
 def _admin(ctx: Context, code: str) -> Administration:
@@ -556,7 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="configuration file (default: $PAYT_GATEWAY_CONFIG, ./gateway.toml, else the built-in embedded default)",
     )
     parser.add_argument(
-        "--now", type=parse_now, help="act as if this is the current time (ISO 8601; no offset = gateway zone)"
+        "--now",
+        type=parse_now,
+        help="act as if this is the current time (ISO 8601; no offset = gateway zone); with run, the clock starts "
+        "there and runs on",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -9,6 +9,9 @@ go now, inside its window), then one at every slot boundary (:00 and :30 by defa
 when to run a pass; what is due, and what was sent, is read from the database every time. A reloaded
 configuration reaches the sender before its next pass (it is woken for it).
 
+Scheduled imports: the worker looks at every import time (it sleeps until the next one at most) and every
+SCHEDULE_CHECK_SECONDS; what is due is decided from the runs in the database (``gateway.imports``).
+
 The main thread talks to systemd (``gateway.notify``): READY=1 once intake, the worker with its scheduled
 jobs, the sender and the services run; WATCHDOG=1 every half watchdog interval, but only while the worker is alive and
 making progress (``gateway.health.Progress``: it beats at every turn of its loop, at least every
@@ -27,6 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, Protocol
@@ -122,6 +126,7 @@ class Daemon:
         # scheduled jobs (run by the worker): they only ask it to look; what is due comes from the database
         self.import_check = threading.Event()
         self.import_check.set()
+        self.next_import: datetime | None = None  # the next import time: the worker wakes for it
         self.expected_check = threading.Event()
         self.expected_check.set()
         self.retention_due = threading.Event()
@@ -427,6 +432,8 @@ class Daemon:
             self.vitals.progress.beat()
             timeout = RETRY_SECONDS if retry_at is None else max(0.0, retry_at - time.monotonic())
             idle = min(timeout, max(0.0, self.jobs.idle_seconds or 0.0), self.vitals.stall_seconds / 4)
+            if self.next_import is not None:
+                idle = min(idle, max(0.0, (self.next_import - self.app.clock()).total_seconds()))
             self.intake.wait(idle)
 
     def _make_jobs(self, config: Config) -> schedule.Scheduler:
@@ -443,6 +450,9 @@ class Daemon:
         self.intake.wake()
 
     def _run_due_imports(self) -> None:
+        """At an import time (woken for it), and every SCHEDULE_CHECK_SECONDS: what is due comes from the database."""
+        if self.next_import is not None and self.app.clock() >= self.next_import:
+            self.import_check.set()
         if not self.import_check.is_set():
             return
         self.import_check.clear()
@@ -450,6 +460,7 @@ class Daemon:
             self.app.imports.run_due(stopping=self.stopping.is_set)
         except TransientError as exc:
             log.warning("scheduled_imports_deferred", reason=str(exc), retry_in_s=SCHEDULE_CHECK_SECONDS)
+        self.next_import = self.app.imports.next_import_time(self.app.clock())
 
     def _check_expected(self) -> None:
         """One ``import_overdue`` warning per lapse (per administration and missed deadline)."""

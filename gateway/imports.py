@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.archive import archive_relpath, hash_stream, move_into_archive
 from gateway.config import Administration, Config
 from gateway.document_names import is_pdf_name
-from gateway.import_schedule import RunHistory, decide_import_due
+from gateway.import_schedule import RunHistory, decide_import_due, next_import_time
 from gateway.intake import MARKER_SUFFIX, parse_claimed_name
 from gateway.pipeline import Delivery, Pipeline, RunResult
 from gateway.polling import Poller
@@ -138,6 +138,15 @@ class Imports:
                 if slot is not None:
                     out.append((admin.code, slot))
         return out
+
+    def next_import_time(self, now: datetime) -> datetime | None:
+        """The earliest import time after ``now`` of any scheduled administration (the daemon wakes then)."""
+        moments = [
+            next_import_time(a.import_times, ZoneInfo(a.timezone), now)
+            for a in self.config.administrations.values()
+            if a.import_mode == "scheduled"
+        ]
+        return min((m for m in moments if m is not None), default=None)
 
     def run_due(self, stopping: Callable[[], bool] = lambda: False) -> list[RunResult]:
         results = []

@@ -76,9 +76,10 @@ def cli_json(config: Path, *args: str) -> Any:
 class Daemon:
     """The daemon as a subprocess; its stdout (JSON log lines) collected by a reader thread."""
 
-    def __init__(self, config: Path, env: dict[str, str] | None = None):
+    def __init__(self, config: Path, env: dict[str, str] | None = None, options: tuple[str, ...] = ()):
+        """``options``: global options before ``run`` (``--now``)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "--config", str(config), "run"],
+            [sys.executable, "-m", "gateway", "--config", str(config), *options, "run"],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
