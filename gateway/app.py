@@ -20,6 +20,7 @@ from connectors.registry import VENDORS
 from gateway.config import Administration, Config
 from gateway.formats import parse_csv, parse_xml
 from gateway.imports import Imports
+from gateway.instances import ProcessLease
 from gateway.parse_worker import MIN_BYTES as WORKER_MIN_BYTES
 from gateway.pipeline import Delivery, Observer, OpenFn, ParseFn, Pipeline, ReadDocumentFn, RunResult
 from gateway.polling import ConnectorFactory, Poller
@@ -94,6 +95,7 @@ class App:
     clock: Clock
     connectors: ConnectorFactory
     imports: Imports
+    lease: ProcessLease  # this process's claim on the shared data folder (gateway.instances), taken on first use
     run_hooks: list[RunHook] = field(default_factory=list)  # called by the daemon after each processed file
     open_file: OpenFn = open_claimed  # how the pipeline opens a claimed file (the daemon counts reads as progress)
     observers: list[Observer] = field(default_factory=list)  # called by the pipeline for every processed file
@@ -105,7 +107,7 @@ class App:
         Only the thread that runs the pipeline may call this (the daemon's worker, between files)."""
         self.config = config
         self.pipeline, self.imports = _wire(
-            config, self.engine, self.clock, self.connectors, self.open_file, self.worker_min_bytes
+            config, self.engine, self.clock, self.connectors, self.open_file, self.worker_min_bytes, self.lease.token
         )
         self.pipeline.observers = self.observers
 
@@ -122,8 +124,9 @@ def _wire(
     connectors: ConnectorFactory,
     open_file: OpenFn,
     worker_min_bytes: int | None,
+    owner: Callable[[], str],
 ) -> tuple[Pipeline, Imports]:
-    pipeline = Pipeline(config, engine, PARSERS, open_file, clock, DOCUMENT_READERS, worker_min_bytes)
+    pipeline = Pipeline(config, engine, PARSERS, open_file, clock, DOCUMENT_READERS, owner, worker_min_bytes)
     imports = Imports(config, engine, pipeline, Poller(config, engine, pipeline, clock, connectors), clock)
     return pipeline, imports
 
@@ -140,8 +143,9 @@ def build_app(
     # Large files are parsed in a worker process on SQLite only: with PostgreSQL the database server needs the
     # second core (one 1M-row measurement on a busy machine: the same CPU in the gateway, 15-35 % longer imports).
     worker_min_bytes = WORKER_MIN_BYTES if engine.dialect.name == "sqlite" else None
+    lease = ProcessLease(config.data_dir)
     connectors = connector_factory(config, engine, connector_clock or GatewayClock(clock))
-    pipeline, imports = _wire(config, engine, clock, connectors, open_claimed, worker_min_bytes)
-    app = App(config, engine, pipeline, clock, connectors, imports, worker_min_bytes=worker_min_bytes)
+    pipeline, imports = _wire(config, engine, clock, connectors, open_claimed, worker_min_bytes, lease.token)
+    app = App(config, engine, pipeline, clock, connectors, imports, lease, worker_min_bytes=worker_min_bytes)
     pipeline.observers = app.observers
     return app

@@ -222,7 +222,7 @@ def cmd_ingest(ctx: Context) -> int:
             file=sys.stderr,
         )
         return 1
-    delivery = copy_into_claimed(ctx.config, ctx.args.administration, source, ctx.app.clock())
+    delivery = copy_into_claimed(ctx.config, ctx.args.administration, source, ctx.app.clock(), ctx.app.lease.token())
     return _emit_processed(ctx, ctx.app.pipeline.process(delivery))
 
 
@@ -336,6 +336,7 @@ def _retry(ctx: Context, run_id: int) -> int:
         row.administration,
         ctx.config.data_dir / row.archived_path,
         ctx.app.clock(),
+        ctx.app.lease.token(),
         name=row.file_name,
         trigger="retry",
     )
@@ -663,9 +664,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     daemon = args.command == "run"
     configure_logging(sys.stdout if daemon else sys.stderr)
+    ctx: Context | None = None
     try:
         config = load_config(args.config)
-        code = int(args.func(Context(args, config)))
+        ctx = Context(args, config)
+        code = int(args.func(ctx))
     except ConfigError as exc:
         if args.json and args.command == "check-config":
             json.dump({"valid": False, "errors": exc.problems}, sys.stdout, indent=2)
@@ -682,6 +685,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RejectFile as exc:
         print(f"payt-gateway: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if ctx is not None and ctx._app is not None:
+            ctx._app.lease.release()
     return code
 
 

@@ -46,9 +46,10 @@ from gateway.expected import Expectation
 from gateway.health import DbState, Vitals, expectations, health_document, read_db_state, sends_by_status
 from gateway.http_server import HttpEndpoint
 from gateway.imports import waits_for_schedule
+from gateway.instances import SingleInstance, sqlite_path
 from gateway.metrics import FileMetrics, SftpStats, StateCollector
 from gateway.notify import Notifier
-from gateway.pipeline import Delivery, RunResult
+from gateway.pipeline import Delivery, FileGone, RunResult
 from gateway.reload import describe_changes, live_config, restart_only_changes
 from gateway.retention import purge
 from gateway.runs import mark_interrupted
@@ -103,7 +104,7 @@ class Daemon:
         self.app = app
         self.load = load or (lambda: load_config(None))
         self.notifier = notifier or Notifier()
-        self.intake = Intake(app.config)
+        self.intake = Intake(app.config, lease=app.lease)
         self.stopping = threading.Event()
         self.worker = threading.Thread(target=self._work, name="gateway-worker")
         self.worker_failed = False
@@ -146,6 +147,18 @@ class Daemon:
     # -- life cycle (main thread) ------------------------------------------------------------------------------
 
     def run(self) -> int:
+        database = sqlite_path(self.app.config.database_url)
+        single = SingleInstance(database) if database is not None else None
+        if single is not None:
+            single.acquire()  # a second daemon on one SQLite database refuses to start (exit 78)
+        try:
+            return self._run()
+        finally:
+            self.app.lease.release()
+            if single is not None:
+                single.release()
+
+    def _run(self) -> int:
         self.sender.make_transport().close()  # a missing SMTP credential stops the start (exit 78)
         self._install_signals()
         with transaction(self.app.engine) as conn:
@@ -395,7 +408,7 @@ class Daemon:
                     calendars = [make_calendar(a) for a in config.administrations.values()]
                     log.info("sender_reloaded", administrations=sorted(config.administrations))
                 try:
-                    self.sender.run_pass()
+                    self.sender.run_slot_pass(calendars)
                 except TransientError as exc:
                     log.warning("send_pass_deferred", reason=str(exc))
                 except ConfigError as exc:
@@ -413,11 +426,15 @@ class Daemon:
         """Files left claimed by a crash first, then whatever intake finds ready (it sweeps by itself)."""
         retry_at: float | None = None
         pending: list[Claimed | Refused] = self.intake.recover_claimed()
+        orphans_at = time.monotonic() + self.app.config.sweep_seconds
         while not self.stopping.is_set():
             self.vitals.progress.beat()
             self._apply_pending()
             if retry_at is not None and time.monotonic() >= retry_at:
                 pending, retry_at = self.intake.recover_claimed(), None
+            elif time.monotonic() >= orphans_at:  # files of an instance that died and did not come back
+                pending = self.intake.recover_claimed(own=False)
+                orphans_at = time.monotonic() + self.app.config.sweep_seconds
             for item in [*pending, *self.intake.take_ready()]:
                 if not self._handle(item):
                     retry_at = time.monotonic() + RETRY_SECONDS
@@ -514,6 +531,9 @@ class Daemon:
             else:
                 result = self.app.pipeline.process(delivery)
                 self._after_run(delivery, result)
+        except FileGone as exc:
+            log.warning("claimed_file_gone", administration=item.administration, detail=str(exc))
+            return True
         except TransientError as exc:
             log.warning(
                 "file_deferred",

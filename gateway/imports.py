@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,8 +25,10 @@ from sqlalchemy.engine import Connection, Engine
 from gateway.archive import archive_relpath, hash_stream, move_into_archive
 from gateway.config import Administration, Config
 from gateway.document_names import is_pdf_name
+from gateway.errors import TransientError
 from gateway.import_schedule import RunHistory, decide_import_due, next_import_time
 from gateway.intake import MARKER_SUFFIX, parse_claimed_name
+from gateway.locks import job_lock
 from gateway.pipeline import Delivery, Pipeline, RunResult
 from gateway.polling import Poller
 from gateway.reconcile import Counts
@@ -124,13 +126,13 @@ class Imports:
         self.poller = poller
         self.clock = clock
 
-    def due(self) -> list[tuple[str, datetime]]:
-        """(administration, import time) of every scheduled import that is due now."""
+    def due(self, codes: Collection[str] | None = None) -> list[tuple[str, datetime]]:
+        """(administration, import time) of every scheduled import that is due now (of ``codes`` if given)."""
         now = self.clock()
         out: list[tuple[str, datetime]] = []
         with transaction(self.engine, write=False) as conn:
             for admin in self.config.administrations.values():
-                if admin.import_mode != "scheduled":
+                if admin.import_mode != "scheduled" or (codes is not None and admin.code not in codes):
                     continue
                 slot = decide_import_due(
                     admin.import_mode, admin.import_times, ZoneInfo(admin.timezone), now, run_history(conn, admin.code)
@@ -149,16 +151,32 @@ class Imports:
         return min((m for m in moments if m is not None), default=None)
 
     def run_due(self, stopping: Callable[[], bool] = lambda: False) -> list[RunResult]:
+        """Each due import once across instances: under its administration's job lock, and only if it is
+        still due once the lock is held (another instance may have just run it)."""
         results = []
-        for code, slot in self.due():
+        for code, _slot in self.due():
             if stopping():
                 break
-            log.info("import_due", administration=code, import_time=slot.isoformat())
-            results.append(self.run(code, "schedule"))
+            with job_lock(self.engine, f"import:{code}") as mine:
+                if not mine:
+                    log.info("import_skipped", administration=code, reason="another instance is running it")
+                    continue
+                still = self.due([code])
+                if not still:
+                    continue
+                log.info("import_due", administration=code, import_time=still[0][1].isoformat())
+                results.append(self._run(code, "schedule"))
         return results
 
     def run(self, code: str, trigger: str) -> RunResult:
-        """One import of ``code`` now: a poll for an API source, the newest delivered file for a file source."""
+        """One import of ``code`` now: a poll for an API source, the newest delivered file for a file source.
+        Refused (a TransientError) while another instance runs an import of ``code``."""
+        with job_lock(self.engine, f"import:{code}") as mine:
+            if not mine:
+                raise TransientError(f"another gateway instance is importing {code} right now; try again shortly")
+            return self._run(code, trigger)
+
+    def _run(self, code: str, trigger: str) -> RunResult:
         admin = self.config.administrations[code]
         if admin.source != "file":
             return self.poller.poll(code, trigger)

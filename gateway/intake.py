@@ -312,3 +312,17 @@ def parse_claimed_name(name: str) -> tuple[datetime, str] | None:
     except ValueError:
         return None
     return received.replace(tzinfo=UTC), _unescape(match.group(3))
+
+
+def claimed_owner(name: str) -> str | None:
+    """The token of the instance that claimed a file (``gateway.instances``), from its claimed name."""
+    match = _CLAIMED_NAME.match(name)
+    return None if match is None else match.group(2)
+
+
+def with_owner(name: str, token: str) -> str:
+    """A claimed name (or its marker's name) handed over to the instance ``token``."""
+    if _CLAIMED_NAME.match(name) is None or not re.fullmatch(r"[0-9a-f]{8}", token):
+        raise ValueError(f"not a claimed name or not a token: {name!r}, {token!r}")
+    stamp, _, rest = name.partition("-")
+    return f"{stamp}-{token}{rest[8:]}"

@@ -9,7 +9,6 @@ committed run at the next attempt and completes the archive move.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import shutil
 import time
 import traceback
@@ -30,7 +29,7 @@ from gateway.archive_plan import is_member, nested_archive_error
 from gateway.config import Administration, Config
 from gateway.document_names import NamedNumbers, decide_document_numbers
 from gateway.documents import Received, document_format, store_document
-from gateway.errors import RejectFile, TransientError
+from gateway.errors import GatewayError, RejectFile, TransientError
 from gateway.ignore import IgnoreLists
 from gateway.intake import MARKER_SUFFIX, MAX_MARKER_BYTES, decide_marker_content, make_claimed_name
 from gateway.parse_worker import WORKER_FORMATS, WorkerRows, worth_a_worker
@@ -43,6 +42,7 @@ from gateway.runs import (
     finish_run,
     finish_run_status,
     get_run,
+    lock_administration,
     newer_applied_run,
     run_as_dict,
     start_run,
@@ -57,6 +57,20 @@ ReadDocumentFn = Callable[[BinaryIO], Document]
 OpenFn = Callable[[Path], BinaryIO]
 log = structlog.get_logger("gateway.pipeline")
 ARCHIVE_KINDS = (Kind.ZIP, Kind.GZIP)
+
+
+class FileGone(GatewayError):
+    """A claimed file vanished before it was read: another instance took it (a scheduled import of a
+    waiting file, or a take-over); nothing was recorded for it here."""
+
+
+class TakenMeanwhile(GatewayError):
+    """The same content was imported by another instance while this one read it: this run is a duplicate."""
+
+    def __init__(self, run_id: int, status: str):
+        super().__init__(f"already processed in run {run_id}")
+        self.run_id = run_id
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -93,10 +107,12 @@ class Pipeline:
         open_file: OpenFn,
         clock: Callable[[], datetime],
         document_readers: Mapping[str, ReadDocumentFn],
+        owner: Callable[[], str],
         worker_min_bytes: int | None = None,
     ):
         """``worker_min_bytes``: files from this size on are parsed in a worker process (None: never)."""
         self.worker_min_bytes = worker_min_bytes
+        self.owner = owner  # the token of this process's lease (gateway.instances): unpacked members are its files
         self.config = config
         self.engine = engine
         self.parsers = parsers
@@ -119,6 +135,8 @@ class Pipeline:
                 kind = sniff(stream)
                 result = self._process(delivery, admin, stream, sha256, size, kind, now, marker_problem)
         except OSError as exc:
+            if getattr(exc, "reason", None) == "missing":
+                raise FileGone(f"{delivery.original_name}: the claimed file is gone ({delivery.path})") from exc
             result = self._refuse(delivery, f"the file cannot be read safely: {exc.strerror or exc}", now)
         self._log(result, delivery, time.monotonic() - started)
         if result.unpacked:  # an archive: each member as if delivered on its own, in the archive's order
@@ -208,9 +226,13 @@ class Pipeline:
             if marker_problem is not None:
                 raise RejectFile([marker_problem])
             if kind in ARCHIVE_KINDS:
-                unpacked = self._unpack(delivery, kind, stream, ctx, relpath)
+                unpacked = self._unpack(delivery, kind, stream, ctx, relpath, sha256)
             else:
                 with transaction(self.engine) as conn:
+                    lock_administration(conn, admin_id)
+                    taken = find_prior_run(conn, admin_id, sha256, other_than=run_id)
+                    if taken is not None:
+                        raise TakenMeanwhile(taken.id, taken.status)
                     if doc_format is not None:
                         received = Received(admin_id, run_id, file_id, delivery.original_name, relpath, now)
                         self._store_document(conn, received, admin, stream, doc_format, delivery.invoice_number)
@@ -219,6 +241,10 @@ class Pipeline:
         except RejectFile as exc:
             relpath = archive_relpath("rejected", admin.code, now, run_id, sha256, delivery.original_name)
             return self._finish_simple(run_id, "rejected", exc.problems[0].message, exc.problems, delivery, relpath)
+        except TakenMeanwhile as exc:  # the same content, delivered twice, imported by another instance first
+            relpath = archive_relpath("duplicate", admin.code, now, run_id, sha256, delivery.original_name)
+            reason = f"the same content was already processed in run {exc.run_id} ({exc.status})"
+            return self._finish_simple(run_id, "duplicate", reason, [], delivery, relpath)
         except TransientError:
             self._mark_failed(run_id, "the database was unavailable; the file stays claimed and is tried again")
             raise
@@ -262,6 +288,7 @@ class Pipeline:
         extra_problems: Sequence[Problem] = (),
     ) -> str:
         """Parse, stage and reconcile inside ``conn``'s transaction, and finish the run row there too."""
+        lock_administration(conn, ctx.administration_id)
         fmt = open_items_format(sniff(stream), admin.format)
         parse = self.parsers.get(fmt)
         if parse is None:
@@ -333,7 +360,7 @@ class Pipeline:
         )
 
     def _unpack(
-        self, delivery: Delivery, kind: Kind, stream: BinaryIO, ctx: RunContext, relpath: str
+        self, delivery: Delivery, kind: Kind, stream: BinaryIO, ctx: RunContext, relpath: str, sha256: str
     ) -> list[Delivery]:
         """Extract an archive's members into claimed files, then commit the archive's run as performed with
         one notice per member. A crash before the commit unpacks it again (its members are then duplicates)."""
@@ -343,11 +370,17 @@ class Pipeline:
         try:
             unpacked = unpack(stream, kind, delivery.original_name, workdir)
             folder = self.config.claimed_dir / delivery.administration
-            claimed = claim_members(unpacked, delivery.original_name, folder, ctx.now)
+            claimed = claim_members(unpacked, delivery.original_name, folder, ctx.now, self.owner())
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         taken = [notice("member_unpacked", f"member {name!r} is processed as its own file") for name, _ in claimed]
         with transaction(self.engine) as conn:
+            lock_administration(conn, ctx.administration_id)
+            prior = find_prior_run(conn, ctx.administration_id, sha256, other_than=ctx.run_id)
+            if prior is not None:  # another instance unpacked the same archive first: these copies go
+                for _name, path in claimed:
+                    path.unlink(missing_ok=True)
+                raise TakenMeanwhile(prior.id, prior.status)
             finish_run(
                 conn,
                 ctx.run_id,
@@ -489,14 +522,20 @@ def admin_zone(admin: Administration) -> ZoneInfo:
 
 
 def copy_into_claimed(
-    config: Config, administration: str, source: Path, now: datetime, name: str | None = None, trigger: str = "delivery"
+    config: Config,
+    administration: str,
+    source: Path,
+    now: datetime,
+    owner: str,
+    name: str | None = None,
+    trigger: str = "delivery",
 ) -> Delivery:
     """For ``ingest`` and ``rejected retry``: copy a file into the private folder under a claimed name (so a
     daemon that finds it there after a crash processes it), then process it as delivered. Its done marker
     ``NAME.done``, when one lies beside it, is copied along and verified."""
     folder = config.claimed_dir / administration
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / make_claimed_name(now, secrets.token_hex(4), source.name)
+    target = folder / make_claimed_name(now, owner, source.name)
     shutil.copyfile(source, target)
     marker = source.with_name(source.name + MARKER_SUFFIX)
     claimed_marker = None

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from gateway.reconcile import Counts
@@ -26,33 +27,43 @@ def find_file(conn: Connection, administration_id: int, sha256: str) -> int | No
 
 
 def ensure_file(conn: Connection, administration_id: int, sha256: str, size: int, name: str, now: datetime) -> int:
+    """The id of the file (administration, SHA-256); its unique key lets one of two racing instances insert
+    it, the other waits for that commit and finds the row."""
     found = find_file(conn, administration_id, sha256)
     if found is not None:
         return found
-    result = conn.execute(
-        files.insert().values(
-            administration_id=administration_id,
-            sha256=sha256,
-            size=size,
-            original_name=name,
-            first_seen_at=now,
-        )
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    values = {
+        "administration_id": administration_id,
+        "sha256": sha256,
+        "size": size,
+        "original_name": name,
+        "first_seen_at": now,
+    }
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(files).values(**values).on_conflict_do_nothing())
+    found = find_file(conn, administration_id, sha256)
+    assert found is not None
+    return found
 
 
-def find_prior_run(conn: Connection, administration_id: int, sha256: str) -> Row[Any] | None:
+def lock_administration(conn: Connection, administration_id: int) -> None:
+    """Serialise the business writes of one administration across instances (PostgreSQL row lock until the
+    transaction ends; SQLite has one writer at a time anyway)."""
+    conn.execute(sa.select(administrations.c.id).where(administrations.c.id == administration_id).with_for_update())
+
+
+def find_prior_run(
+    conn: Connection, administration_id: int, sha256: str, other_than: int | None = None
+) -> Row[Any] | None:
     """The run that already took this content: performed, held or discarded (not rejected: a retry may pass)."""
-    return conn.execute(
-        sa.select(import_runs.c.id, import_runs.c.status, import_runs.c.archived_path)
-        .where(
-            import_runs.c.administration_id == administration_id,
-            import_runs.c.sha256 == sha256,
-            import_runs.c.status.in_(("performed", "held", "discarded")),
-        )
-        .order_by(import_runs.c.id)
-        .limit(1)
-    ).first()
+    query = sa.select(import_runs.c.id, import_runs.c.status, import_runs.c.archived_path).where(
+        import_runs.c.administration_id == administration_id,
+        import_runs.c.sha256 == sha256,
+        import_runs.c.status.in_(("performed", "held", "discarded")),
+    )
+    if other_than is not None:
+        query = query.where(import_runs.c.id != other_than)
+    return conn.execute(query.order_by(import_runs.c.id).limit(1)).first()
 
 
 def start_run(

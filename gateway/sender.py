@@ -37,6 +37,7 @@ from gateway.attachments import find_attachments
 from gateway.collection import payment_deadline
 from gateway.config import Administration, Config
 from gateway.interest import interest_kind
+from gateway.locks import job_lock
 from gateway.messages import (
     MessageBuilder,
     MessageInput,
@@ -46,15 +47,16 @@ from gateway.messages import (
     pick_language,
 )
 from gateway.sendstate import Decided, administration_id, decide_rows, invoice_query
-from gateway.slots import Calendar, is_open, local_day, make_calendar
+from gateway.slots import Calendar, is_open, last_boundary, local_day, make_calendar
 from gateway.store import driver_datetime, transaction
-from gateway.tables import bounces, deliveries, invoices, sender_passes
+from gateway.tables import bounces, deliveries, invoices, job_slots, sender_passes
 from gateway.transports import Envelope, Outcome, Result, Transport, safe_name
 
 log = structlog.get_logger("gateway.sender")
 SCAN_PAGE = 2_000
 LEASE = timedelta(minutes=10)  # a pass that has not beaten its heart for this long is dead
 MAX_SLEEP = 120.0
+SENDER_JOB = "sender"
 
 
 def real_clock() -> datetime:
@@ -78,6 +80,7 @@ class PassReport:
     deferred: int = 0  # transient failures left for the next pass
     released: int = 0  # claims given back without being handed to the transport
     recovered_unknown: int = 0  # claims of dead passes turned unknown at the start
+    complete: bool = False  # every administration was done (not cut short by a stop or the transport)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class PassReport:
             "deferred": self.deferred,
             "released": self.released,
             "recovered_unknown": self.recovered_unknown,
+            "complete": self.complete,
         }
 
 
@@ -145,11 +149,39 @@ class Sender:
                     break
                 if not self._administration(self.config.administrations[code], now, builder, transport, report):
                     break
+            else:
+                report.complete = not self.stopping.is_set()
         finally:
             transport.close()
             self._finish_pass(report)
         log.info("send_pass_finished", **report.as_dict())
         return report
+
+    def run_slot_pass(self, calendars: Sequence[Calendar]) -> PassReport | None:
+        """The daemon's pass for the slot that began last: once across instances. It runs under the job lock
+        (another instance's pass running now: skip), and not when a pass completed this slot already; a
+        pass cut short (a stop, the transport away) does not complete its slot."""
+        slot = last_boundary(self.clock(), list(calendars))
+        with job_lock(self.engine, SENDER_JOB) as mine:
+            if not mine:
+                log.info("send_pass_skipped", slot=slot.isoformat(), reason="another instance is running the pass")
+                return None
+            with transaction(self.engine, write=False) as conn:
+                done = conn.execute(
+                    sa.select(job_slots.c.host).where(job_slots.c.job == SENDER_JOB, job_slots.c.slot == slot)
+                ).first()
+            if done is not None:
+                log.info("send_pass_skipped", slot=slot.isoformat(), reason=f"this slot's pass ran on {done.host}")
+                return None
+            report = self.run_pass()
+            if report.complete:
+                with transaction(self.engine) as conn:
+                    conn.execute(
+                        _insert(conn)(job_slots)
+                        .values(job=SENDER_JOB, slot=slot, completed_at=self.wall_clock(), host=self.host)
+                        .on_conflict_do_nothing()
+                    )
+            return report
 
     def _start_pass(self, now: datetime) -> int:
         wall = self.wall_clock()
@@ -284,8 +316,11 @@ class Sender:
         claims: list[Claim] = []
         with transaction(self.engine) as conn:
             query = invoice_query().where(invoices.c.id.in_(list(ids))).order_by(invoices.c.id)
-            if conn.dialect.name == "postgresql":  # an import closing one of them waits for this claim, or wins
-                query = query.with_for_update(read=True, of=invoices)
+            if conn.dialect.name == "postgresql":
+                # FOR UPDATE SKIP LOCKED: an invoice another instance is claiming right now is left to it, and
+                # an import closing one of these waits for this claim (or, holding it first, makes us skip it
+                # until the next pass: late rather than twice).
+                query = query.with_for_update(skip_locked=True, of=invoices)
             rows = conn.execute(query).all()
             documents = find_attachments(conn, self.config.data_dir, [r.id for r in rows])
             decided = decide_rows(conn, run.admin, run.admin_id, run.cal, rows, now, documents=documents)

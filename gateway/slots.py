@@ -158,5 +158,11 @@ def next_wakeup(now: datetime, calendars: list[Calendar]) -> datetime:
     return min(ceil_to_slot(later, cal) for cal in calendars)
 
 
+def last_boundary(now: datetime, calendars: list[Calendar]) -> datetime:
+    """The latest slot boundary at or before ``now`` over all calendars (the slot a pass at ``now`` is for)."""
+    cals = calendars or [Calendar(zone=ZoneInfo("UTC"))]
+    return max(ceil_to_slot(now - timedelta(minutes=cal.slot_minutes) + MICRO, cal) for cal in cals)
+
+
 def local_day(instant: datetime, cal: Calendar) -> date:
     return instant.astimezone(cal.zone).date()

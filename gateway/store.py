@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.errors import ConfigError, TransientError
@@ -144,5 +146,7 @@ def ensure_administration(conn: Connection, code: str, name: str, now: datetime)
             .values(name=name)
         )
         return int(found)
-    result = conn.execute(sa.insert(administrations).values(code=code, name=name, created_at=now))
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
+    # Two instances starting on a new database: one inserts, the other finds its row.
+    conn.execute(insert(administrations).values(code=code, name=name, created_at=now).on_conflict_do_nothing())
+    return int(conn.execute(sa.select(administrations.c.id).where(administrations.c.code == code)).scalar_one())

@@ -236,6 +236,15 @@ sender_passes = sa.Table(
     sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
 )
 
+job_slots = sa.Table(  # a slot of a scheduled job that some instance completed (gateway.sender: the pass)
+    "job_slots",
+    metadata,
+    sa.Column("job", sa.String(64), primary_key=True),
+    sa.Column("slot", UTCDateTime, primary_key=True),
+    sa.Column("completed_at", UTCDateTime, nullable=False),
+    sa.Column("host", sa.String(255), nullable=False),
+)
+
 deliveries = sa.Table(
     "deliveries",
     metadata,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
-import secrets
 import shutil
 import stat
 import struct
@@ -21,7 +20,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -220,15 +219,17 @@ def _write(chunks: Iterator[bytes], target: Path, cap: int) -> int:
     return written
 
 
-def claim_members(unpacked: Unpacked, archive_name: str, claimed_folder: Path, now: datetime) -> list[tuple[str, Path]]:
-    """Rename the extracted members into the claimed folder, in listing order (their claimed names sort in
-    that order), and make the renames durable. Returns (delivered name, claimed path) per member."""
+def claim_members(
+    unpacked: Unpacked, archive_name: str, claimed_folder: Path, now: datetime, owner: str
+) -> list[tuple[str, Path]]:
+    """Rename the extracted members into the claimed folder as files of instance ``owner``, in listing order
+    (their claimed times step by a microsecond, so their names sort in that order), and make the renames
+    durable. Returns (delivered name, claimed path) per member."""
     claimed_folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    batch = secrets.randbelow(1 << 16)
     out: list[tuple[str, Path]] = []
     for number, member in enumerate(unpacked.members):
         name = member_display_name(archive_name, member.name)
-        target = claimed_folder / make_claimed_name(now, f"{batch:04x}{number:04x}", name)
+        target = claimed_folder / make_claimed_name(now + timedelta(microseconds=number), owner, name)
         os.rename(member.path, target)
         out.append((name, target))
     fsync_dir(claimed_folder)

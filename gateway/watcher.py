@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 import sys
 import threading
@@ -27,6 +26,7 @@ from watchdog.observers.api import BaseObserver
 
 from gateway.config import Config
 from gateway.errors import ConfigError, GatewayError
+from gateway.instances import ProcessLease, dead_lease
 from gateway.intake import (
     MARKER_SUFFIX,
     ORPHAN_MARKER_SECONDS,
@@ -37,6 +37,7 @@ from gateway.intake import (
     Readiness,
     SettleTracker,
     Signature,
+    claimed_owner,
     decide_gate,
     decide_refusal,
     is_marker_name,
@@ -48,6 +49,7 @@ from gateway.intake import (
     marker_name,
     merge_arrival,
     parse_claimed_name,
+    with_owner,
 )
 
 _FILE_EVENTS = (ev.FileCreatedEvent, ev.FileModifiedEvent, ev.FileAttribEvent, ev.FileClosedEvent, ev.FileMovedEvent)
@@ -159,8 +161,11 @@ class Intake:
         *,
         wall_clock: Callable[[], datetime] = _utc_now,
         orphan_marker_seconds: float = ORPHAN_MARKER_SECONDS,
+        lease: ProcessLease | None = None,
     ) -> None:
         self._config = config
+        self._own_lease = lease is None
+        self._lease = lease or ProcessLease(config.data_dir)
         self._inbox = config.inbox_dir
         self._claimed = config.claimed_dir
         self._codes = frozenset(config.administrations)
@@ -178,6 +183,7 @@ class Intake:
         # Worker-thread state (take_ready, wait, recover_claimed):
         self._tracker = SettleTracker(config.settle_seconds)
         self._reported: set[Path] = set()
+        self._taken: set[Path] = set()  # files taken over from a dead instance, not yet handed out
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -199,6 +205,8 @@ class Intake:
         if observer is not None:
             observer.stop()
             observer.join()
+        if self._own_lease:
+            self._lease.release()
         self._wake.set()
 
     def apply(self, config: Config) -> None:
@@ -393,7 +401,7 @@ class Intake:
             return None
         received_at = self._wall_clock()
         folder = self._claimed / administration
-        target = folder / make_claimed_name(received_at, secrets.token_hex(4), name)
+        target = folder / make_claimed_name(received_at, self._lease.token(), name)
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.rename(path, target)
@@ -430,14 +438,28 @@ class Intake:
             return None
         return partner
 
-    def recover_claimed(self) -> list[Claimed | Refused]:
-        """Files a crash left in ``claimed/<CODE>/`` (only names this intake made), oldest first."""
-        results: list[Claimed | Refused] = []
+    def recover_claimed(self, own: bool = True) -> list[Claimed | Refused]:
+        """Files in ``claimed/<CODE>/`` (only names an intake made) that this instance is to process, oldest
+        first: its own (``own``: after a deferral) and those a dead instance left, taken over by a rename
+        (``gateway.instances``). Files of a live instance are its work and are left alone."""
+        found: list[tuple[str, os.DirEntry[str]]] = []
         for folder in sorted(_scan(self._claimed), key=lambda e: e.name):
             if not folder.is_dir(follow_symlinks=False) or folder.name not in self._codes:
                 self._report_once(Path(folder.path), "claimed_entry_ignored", reason="no such administration")
                 continue
-            entries = sorted(_scan(Path(folder.path)), key=lambda e: e.name)
+            found += [(folder.name, e) for e in _scan(Path(folder.path))]
+        token = self._lease.token()
+        owners = {claimed_owner(e.name) for _, e in found} - {None, token}
+        taken = 0
+        for owner in sorted(o for o in owners if o is not None):
+            with dead_lease(self._config.data_dir, owner) as dead:
+                if dead:
+                    taken += self._take_over([(c, e) for c, e in found if claimed_owner(e.name) == owner], token)
+        if taken:
+            _log().warning("claimed_files_taken_over", count=taken)
+        results: list[Claimed | Refused] = []
+        for code in sorted({c for c, _ in found}):
+            entries = sorted(_scan(self._claimed / code), key=lambda e: e.name)
             names = {e.name for e in entries}
             for entry in entries:
                 parsed = parse_claimed_name(entry.name)
@@ -449,20 +471,38 @@ class Intake:
                 if parsed is None or stat.S_ISDIR(st.st_mode):
                     self._report_once(path, "claimed_entry_ignored", reason="not named by the intake")
                     continue
+                if claimed_owner(entry.name) != token or (not own and path not in self._taken):
+                    continue
+                self._taken.discard(path)
                 if is_marker_name(entry.name):
                     if marked_name(entry.name) not in names:
                         self._report_once(path, "claimed_entry_ignored", reason="a done marker without its file")
                     continue
                 received_at, original = parsed
-                marker = self._recover_marker(folder.name, original, path, names)
+                marker = self._recover_marker(code, original, path, names)
                 reason = decide_refusal(st.st_mode, st.st_nlink)
                 if reason is not None:
-                    results.append(Refused(folder.name, original, path, reason, marker))
+                    results.append(Refused(code, original, path, reason, marker))
                 else:
-                    results.append(Claimed(folder.name, original, path, received_at, marker))
+                    results.append(Claimed(code, original, path, received_at, marker))
         if results:
             _log().info("claimed_files_recovered", count=len(results))
         return results
+
+    def _take_over(self, entries: list[tuple[str, os.DirEntry[str]]], token: str) -> int:
+        """Rename a dead instance's claimed files to this instance (markers first, so a crash in between
+        leaves the marker already beside the file's future name). A rename that finds nothing lost a race."""
+        taken = 0
+        for _code, entry in sorted(entries, key=lambda ce: not is_marker_name(ce[1].name)):
+            target = Path(entry.path).with_name(with_owner(entry.name, token))
+            try:
+                os.rename(entry.path, target)
+            except FileNotFoundError:
+                continue
+            if not is_marker_name(entry.name):
+                self._taken.add(target)
+                taken += 1
+        return taken
 
     def _recover_marker(self, code: str, original: str, path: Path, names: set[str]) -> Path | None:
         """The claimed file's marker; one a crash left in the inbox (between the two renames) is claimed now."""

@@ -24,6 +24,7 @@ from gateway.intake import (
     decide_marker_content,
     is_marker_name,
     is_orphan_marker_due,
+    with_owner,
 )
 from gateway.watcher import Claimed, Intake, Refused
 from tests.archive_files import open_items
@@ -230,11 +231,15 @@ def test_recovery_pairs_markers_and_takes_one_a_crash_left_in_the_inbox(setup: A
     os.rename(b.marker, inbox / "b.csv.done")
     orphan = b.path.with_name(b.path.name.replace("b.csv", "c.csv") + ".done")
     orphan.write_text("")
+    intake.stop()  # the crash: its lease goes with it, and the next intake takes its files over
 
-    recovered = Intake(make_config(inbox.parent.parent)).recover_claimed()
+    restarted = Intake(make_config(inbox.parent.parent))
+    recovered = restarted.recover_claimed()
     assert sorted((i.original_name, i.marker is not None) for i in recovered) == [("a.csv", True), ("b.csv", True)]
     assert not (inbox / "b.csv.done").exists()
-    assert orphan.exists(), "a claimed marker without its file is reported and left"
+    left = orphan.with_name(with_owner(orphan.name, restarted._lease.token()))
+    assert left.exists(), "a claimed marker without its file is reported and left (taken over with the rest)"
+    restarted.stop()
 
 
 # -- ingest -------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from gateway.app import DOCUMENT_READERS, build_app
 from gateway.config import Administration, Config, IgnoreSettings, KindSettings
 from gateway.formats import parse_csv
+from gateway.instances import ProcessLease
 from gateway.parse_worker import MIN_BYTES, worth_a_worker
 from gateway.pipeline import ParseFn, Pipeline, copy_into_claimed
 from gateway.records import Entry, Snapshot
@@ -113,8 +114,10 @@ class Both:
         self.now = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
         parsers = {"payt-csv": parse}
         clock, readers = (lambda: self.now), DOCUMENT_READERS
-        self.worker = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, worker_min_bytes=0)
-        self.local = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, worker_min_bytes=None)
+        self.lease = ProcessLease(data_dir)
+        owner = self.lease.token
+        self.worker = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, owner, worker_min_bytes=0)
+        self.local = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, owner, worker_min_bytes=None)
 
     def deliver(self, tmp_path: Path, name: str, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
         source = tmp_path / name
@@ -122,7 +125,7 @@ class Both:
         self.now += timedelta(hours=1)
         runs = []
         for code, pipeline in (("ACME", self.worker), ("BETA", self.local)):
-            delivery = copy_into_claimed(self.config, code, source, self.now)
+            delivery = copy_into_claimed(self.config, code, source, self.now, self.lease.token())
             runs.append(pipeline.process(delivery).run)
         return runs[0], runs[1]
 
@@ -215,7 +218,7 @@ def test_a_failing_worker_fails_the_run_and_applies_nothing(engine: Engine, tmp_
     both = Both(engine, tmp_path / "data", parse)
     source = tmp_path / "first.csv"
     source.write_text(HEADER + "\n".join(FIRST) + "\n", encoding="utf-8")
-    delivery = copy_into_claimed(both.config, "ACME", source, both.now)
+    delivery = copy_into_claimed(both.config, "ACME", source, both.now, both.lease.token())
     run = both.worker.process(delivery).run
     assert run["status"] == "failed"
     assert run["errors"][0]["code"] == "internal_error"

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.config import Administration, Config
-from gateway.intake import parse_claimed_name
+from gateway.intake import parse_claimed_name, with_owner
 from gateway.watcher import Claimed, ClaimedFileError, Intake, Refused, open_claimed
 
 pytestmark = pytest.mark.timeout(30)
@@ -321,9 +322,12 @@ def test_recover_claimed_returns_leftovers(tmp_path: Path, running: Callable[...
     intake.stop()
     (config.claimed_dir / "ACME" / "not-made-by-intake.csv").write_bytes(b"ignored")
 
-    restarted = Intake(config)  # a new process: nothing in memory
+    restarted = Intake(config)  # a new process: nothing in memory; the stopped one's files are taken over
     recovered = restarted.recover_claimed()
-    assert sorted(recovered, key=lambda i: i.original_name) == sorted(taken, key=lambda i: i.original_name)
+    token = restarted._lease.token()
+    handed = [replace(i, path=i.path.with_name(with_owner(i.path.name, token))) for i in taken]
+    assert sorted(recovered, key=lambda i: i.original_name) == sorted(handed, key=lambda i: i.original_name)
+    restarted.stop()
     claimed = next(i for i in recovered if isinstance(i, Claimed))
     assert claimed.original_name == "rapport 2025__v2.csv"
     assert claimed.path.read_bytes() == b"claimed before the crash"
