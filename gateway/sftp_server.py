@@ -70,15 +70,23 @@ def load_or_create_host_key(path: Path) -> paramiko.Ed25519Key:
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
         )
+        # Written whole under a private name, then linked into place: instances starting together on one data
+        # folder never read a half-written key, and the first link wins.
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(out.fileno(), 0o600)
+            out.write(pem)
+            out.flush()
+            os.fsync(out.fileno())
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            os.link(temp, path)
         except FileExistsError:
             pass  # another process made it first: use theirs
         else:
-            with os.fdopen(fd, "wb") as out:
-                os.fchmod(out.fileno(), 0o600)
-                out.write(pem)
             log.info("sftp_host_key_generated", path=str(path))
+        finally:
+            temp.unlink(missing_ok=True)
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise ConfigError([f"sftp.host_key: {path} is readable by others (mode {mode:o}); chmod 600 it"])

@@ -21,6 +21,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.errors import ConfigError, TransientError
+from gateway.locks import lock_key
 from gateway.tables import administrations
 
 # Explicit adapters: the sqlite3 module's default ones are deprecated (Python 3.12).
@@ -78,6 +79,8 @@ def migrate(engine: Engine) -> None:
     """Apply every pending migration (on start-up and before any command that uses the database)."""
     try:
         with transaction(engine) as conn:
+            if conn.dialect.name == "postgresql":  # instances starting together migrate one after the other
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (lock_key("migrate"),))
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
