@@ -11,14 +11,18 @@ Nothing in the pipeline ever deletes a file; only retention (gateway.retention) 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
+
+from gateway.errors import TransientError
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\]")
 MAX_NAME = 120
@@ -55,12 +59,30 @@ def hash_stream(stream: BinaryIO) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def disk_full_is_transient(what: str) -> Iterator[None]:
+    """A full data folder (or quota) is a TransientError: the file stays where it is and is tried again."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in FULL:
+            raise TransientError(
+                f"the data folder is full ({exc.strerror}) while {what}; the file stays claimed and is tried again "
+                "when there is space"
+            ) from exc
+        raise
+
+
 def move_into_archive(source: Path, data_dir: Path, relpath: str) -> Path:
     """Rename ``source`` to its archive place (same filesystem) and make the rename durable."""
     target = data_dir / relpath
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(source, target)
-    fsync_dir(target.parent)
+    with disk_full_is_transient(f"archiving {relpath}"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(source, target)
+        fsync_dir(target.parent)
     return target
 
 
@@ -75,9 +97,10 @@ def fsync_dir(folder: Path) -> None:
 def write_report(data_dir: Path, relpath: str, run: Mapping[str, Any]) -> None:
     """Beside a rejected file: ``NAME.errors.json`` (the run as JSON) and ``NAME.errors.txt`` (readable)."""
     target = data_dir / relpath
-    target.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{target}.errors.json").write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    Path(f"{target}.errors.txt").write_text(render_report(run), "utf-8")
+    with disk_full_is_transient(f"writing the report of {relpath}"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Path(f"{target}.errors.json").write_text(json.dumps(run, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        Path(f"{target}.errors.txt").write_text(render_report(run), "utf-8")
 
 
 def render_report(run: Mapping[str, Any]) -> str:

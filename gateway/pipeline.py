@@ -449,9 +449,13 @@ class Pipeline:
                 replace_problems=True,
             )
             run = run_as_dict(conn, get_run(conn, run_id), limit=None)  # type: ignore[arg-type]
-        self._archive(delivery, relpath)
-        if status in ("rejected", "failed"):
-            write_report(self.config.data_dir, relpath, run)
+        try:  # the report first: a full disk then leaves the file claimed, to be tried again with its report
+            if status in ("rejected", "failed"):
+                write_report(self.config.data_dir, relpath, run)
+            self._archive(delivery, relpath)
+        except TransientError as exc:
+            self._mark_failed(run_id, f"{exc}; this run is replaced by the next attempt")
+            raise
         return self._result(run_id)
 
     def _refuse(self, delivery: Delivery, reason: str, now: datetime) -> RunResult:

@@ -98,6 +98,8 @@ def transaction(engine: Engine, write: bool = True) -> Iterator[Connection]:
                 yield conn
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         if exc.connection_invalidated or _is_connectivity(exc):
+            if "full" in str(exc.orig).lower():
+                raise TransientError(f"the database cannot write, its disk is full: {exc.orig}") from exc
             raise TransientError(f"database unavailable: {exc.orig}") from exc
         raise
 
