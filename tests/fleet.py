@@ -69,6 +69,7 @@ def write_config(
 ) -> Path:
     """One instance's configuration: the shared ``data_dir`` and database, its own SFTP port (0: any)."""
     folder.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     body = f"""
 [gateway]
 data_dir = {json.dumps(str(data_dir))}
