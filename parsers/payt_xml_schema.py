@@ -339,7 +339,10 @@ def explain_message(message: str) -> str:
 def explain(source: IO[bytes], first: FirstPass) -> list[Problem]:
     """Every schema error (up to MAX_LISTED) with its line and element path."""
     explainer = _Explainer(first)
-    explainer.run(source)
+    try:
+        explainer.run(source)
+    except etree.XMLSyntaxError as exc:  # not well-formed after all (found by fuzzing: a document cut short)
+        raise syntax_error(exc) from None
     explainer.duplicate_problems()
     problems = explainer.problems
     if not explainer.total:

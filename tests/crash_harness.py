@@ -150,6 +150,7 @@ def run_to_the_end(config: Path, data: Path, database_url: str, expected_runs: i
     """A daemon that is left alone until every file is processed and the slot's pass completed."""
     gateway = Instance(config, name, now=INVOICES_DUE_AT)
     try:
+        gateway.started()  # (a SIGTERM before the handlers are installed would kill it)
         gateway.wait_for(lambda: finished(database_url, data, expected_runs), timeout=600)
         slot = "SELECT count(*) FROM job_slots"
         gateway.wait_for(lambda: query(database_url, slot)[0][0] > 0, timeout=600)

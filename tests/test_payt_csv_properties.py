@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import os
 from datetime import date
 from decimal import Decimal
 from unittest import mock
@@ -18,7 +19,11 @@ from parsers.column_spec import load_spec
 from parsers.csv_values import parse_amount, parse_date
 from parsers.payt_csv import CsvOptions, parse_payt_csv
 
-QUICK = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+QUICK = settings(
+    max_examples=int(os.environ.get("PAYT_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 REQUIRED = [
     "debtor_code",
