@@ -26,7 +26,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,8 @@ from tests.fleet import (
     make_pdf,
     open_items,
     query,
+    received_message_ids,
+    smtp_section,
     workload,
     write_config,
 )
@@ -73,20 +74,6 @@ class SlowRecorder(Recorder):
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
-
-
-def smtp_section(port: int) -> str:
-    return f"""
-[sender]
-transport = "smtp"
-from_address = "facturen@gateway.example"
-smtp_host = "127.0.0.1"
-smtp_port = {port}
-smtp_starttls = false
-timeout_seconds = 10
-retry_initial_seconds = 0.05
-retry_attempts = 3
-"""
 
 
 @dataclass
@@ -121,8 +108,7 @@ class Outcome:
 
 def message_ids(recorder: Recorder) -> Counter[str]:
     with recorder.lock:
-        accepted = list(recorder.accepted)
-    return Counter(str(message_from_bytes(content)["Message-ID"]) for _rcpt, content in accepted)
+        return received_message_ids(list(recorder.accepted))
 
 
 def prepare(root: Path, database_url: str, plan: Plan, smtp_port: int) -> tuple[Path, Path, Drop]:

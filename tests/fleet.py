@@ -276,6 +276,28 @@ def check_sent_once(database_url: str, expected: int, kind: str) -> None:
     assert statuses == Counter({"sent": expected}), statuses
 
 
+def smtp_section(port: int, timeout: int = 20) -> str:
+    """The [sender] table for an SMTP server on loopback (tests.smtp_server), without TLS."""
+    return f"""
+[sender]
+transport = "smtp"
+from_address = "facturen@gateway.example"
+smtp_host = "127.0.0.1"
+smtp_port = {port}
+smtp_starttls = false
+timeout_seconds = {timeout}
+retry_initial_seconds = 0.05
+retry_attempts = 3
+"""
+
+
+def received_message_ids(accepted: Sequence[tuple[str, bytes]]) -> Counter[str]:
+    """The Message-ID of every message an SMTP recorder accepted (one sent twice counts twice)."""
+    from email import message_from_bytes
+
+    return Counter(str(message_from_bytes(content)["Message-ID"]) for _rcpt, content in accepted)
+
+
 def outbox_messages(data_dir: Path) -> Counter[str]:
     """Message-ID of every .eml the outbox transport wrote (a message sent twice appears twice)."""
     ids: Counter[str] = Counter()

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,8 @@ from tests.fleet import (
     make_pdf,
     pg_schema,
     query,
+    received_message_ids,
+    smtp_section,
     workload,
     write_config,
 )
@@ -45,24 +46,9 @@ GATEWAY = [sys.executable, "-m", "gateway"]
 ADD_ARGS = ["--administration", "A00", "--password-stdin"]
 
 
-def smtp_section(port: int) -> str:
-    return f"""
-[sender]
-transport = "smtp"
-from_address = "facturen@gateway.example"
-smtp_host = "127.0.0.1"
-smtp_port = {port}
-smtp_starttls = false
-timeout_seconds = 20
-retry_initial_seconds = 0.05
-retry_attempts = 3
-"""
-
-
 def message_ids(recorder: Recorder) -> Counter[str]:
     with recorder.lock:
-        accepted = list(recorder.accepted)
-    return Counter(str(message_from_bytes(content)["Message-ID"]) for _rcpt, content in accepted)
+        return received_message_ids(list(recorder.accepted))
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
