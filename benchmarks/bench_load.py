@@ -27,10 +27,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.fleet import Drop, Instance, codes, drop, open_items, pg_schema, query, write_config  # noqa: E402
-from tests.sftp_support import paramiko_client  # noqa: E402
+from tests.sftp_support import make_key, paramiko_client  # noqa: E402
 
 ADMINS = codes(50)
-PASSWORD = "a long enough password"
 
 
 def items(count: int, prefix: str) -> list[Drop]:
@@ -96,14 +95,15 @@ def drop_at_once(root: Path, url: str, instances: int, files: int) -> dict[str, 
 
 
 def sftp_sessions(root: Path, url: str, instances: int, sessions: int, uploads: int) -> dict[str, Any]:
+    """One account with an ed25519 key (a password's slow hash would make 50 logins the measurement)."""
     import subprocess
 
     config = write_config(root / "setup", root / "data", url, ADMINS)
+    key = make_key(root, "loader")
     subprocess.run(
         [sys.executable, "-m", "gateway", "--config", str(config), "sftp-user", "add", "loader"]
         + [a for code in ADMINS for a in ("--administration", code)]
-        + ["--password-stdin"],
-        input=PASSWORD + "\n",
+        + ["--public-key", f"{key}.pub"],
         text=True,
         check=True,
         capture_output=True,
@@ -117,7 +117,7 @@ def sftp_sessions(root: Path, url: str, instances: int, sessions: int, uploads: 
 
     def session(number: int) -> None:
         try:
-            client, sftp = paramiko_client(ports[number % len(ports)], "loader", password=PASSWORD)
+            client, sftp = paramiko_client(ports[number % len(ports)], "loader", key=key)
             barrier.wait(timeout=300)  # all 50 sessions are open, then they upload at once
             try:
                 for k in range(uploads):
