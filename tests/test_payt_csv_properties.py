@@ -19,11 +19,8 @@ from parsers.column_spec import load_spec
 from parsers.csv_values import parse_amount, parse_date
 from parsers.payt_csv import CsvOptions, parse_payt_csv
 
-QUICK = settings(
-    max_examples=int(os.environ.get("PAYT_FUZZ_EXAMPLES", "150")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+EXAMPLES = int(os.environ.get("PAYT_FUZZ_EXAMPLES", "150"))  # benchmarks/fuzz_readers.py: the long run
+QUICK = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 REQUIRED = [
     "debtor_code",
@@ -156,7 +153,7 @@ def csv_files(draw: st.DrawFn) -> bytes:
     return text.encode(encoding, errors="replace")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(EXAMPLES, 300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(csv_files(), st.sampled_from(["dmy", "mdy"]))
 def test_csv_like_files(data: bytes, order: str) -> None:
     consume(data, date_order=order)
@@ -221,7 +218,7 @@ def outcome(data: bytes) -> tuple[object, ...]:
     return entries, snapshot.problems, snapshot.blocked_invoices, snapshot.blocked_debtors, snapshot.rows
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(EXAMPLES, 200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(typical_rows())
 def test_fast_path_gives_what_the_generic_validation_gives(rows: list[list[str]]) -> None:
     data = "".join(";".join(line) + "\n" for line in [FAST_HEADER, *rows]).encode()
@@ -261,7 +258,7 @@ def test_line_numbers_count_physical_lines(descriptions: list[str], eol: str) ->
 # ------------------------------------------------------------------------------------------ value round trips
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=max(EXAMPLES, 300), deadline=None)
 @given(
     st.decimals(min_value=Decimal("-999999999999.99"), max_value=Decimal("999999999999.99"), places=2),
     st.sampled_from(["plain", "comma", "nl", "en", "trailing_minus", "euro"]),
@@ -283,7 +280,7 @@ def test_amount_round_trip(value: Decimal, style: str) -> None:
     assert not (parsed == 0 and parsed.is_signed())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=max(EXAMPLES, 300), deadline=None)
 @given(
     st.dates(date(1900, 1, 1), date(2199, 12, 31)),
     st.sampled_from(["dmy", "mdy"]),
