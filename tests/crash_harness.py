@@ -2,7 +2,7 @@
 due, restarted each time; the end state compared with a crash-free run of the same work.
 
 The work (``Plan``): invoices imported beforehand (``ingest`` at IMPORT_AT) whose invoice messages are due at
-the daemon's time (``--now INVOICES_DUE_AT``: the clock is fixed, so both runs stamp the same times), plus a
+the daemon's time (``--now INVOICES_DUE_AT``: every start begins there), plus a
 stream of files dropped into the inbox while the daemon is killed and restarted: open items of further
 administrations, invoice PDFs, and some files delivered twice. The messages go over SMTP to a recorder in this
 process, which sees a message that went out twice.
@@ -62,8 +62,11 @@ STATE_QUERIES = {
     "JOIN administrations a ON a.id = d.administration_id LEFT JOIN invoices i ON i.id = d.invoice_id",
     "deliveries": "SELECT i.number AS inv, dl.* FROM deliveries dl JOIN invoices i ON i.id = dl.invoice_id",
 }
-# Surrogate keys and what records how a row got there (which run, which pass, how many attempts): not state.
-NOT_STATE = {"archived_path", "attempts", "reason", "file_name", "updated_at", "claimed_at"}
+# Surrogate keys, what records how a row got there (which run, which pass, how many attempts), and when the
+# daemon happened to get to it (``run --now`` starts the clock there and lets it run on): not state.
+NOT_STATE = {"archived_path", "attempts", "reason", "file_name"}
+WHEN = {"loaded_at", "received_at", "linked_at", "created_at", "first_seen_at", "claimed_at", "updated_at"}
+NOT_STATE_OF = {"deliveries": {"sent_at"}}  # (an invoice's sent_at comes from the file: state)
 
 
 class SlowRecorder(Recorder):
@@ -238,10 +241,9 @@ def state(database_url: str) -> dict[str, list[str]]:
         with engine.connect() as conn:
             for table, sql in STATE_QUERIES.items():
                 rows = []
+                skip = NOT_STATE | WHEN | NOT_STATE_OF.get(table, set())
                 for row in conn.exec_driver_sql(sql).mappings():
-                    kept = {
-                        k: str(v) for k, v in row.items() if k != "id" and not k.endswith("_id") and k not in NOT_STATE
-                    }
+                    kept = {k: str(v) for k, v in row.items() if k != "id" and not k.endswith("_id") and k not in skip}
                     rows.append(json.dumps(kept, sort_keys=True))
                 out[table] = sorted(rows)
     finally:
