@@ -1,6 +1,6 @@
 """Time uploads with the OpenSSH ``sftp`` client: the embedded server against the system OpenSSH server.
 
-    python benchmarks/bench_sftp.py [--big-mb 200] [--small 1000] [--sessions 50] [--keep]
+    python benchmarks/bench_sftp.py [--big-mb 200] [--small 1000] [--sessions 50] [--repeat 3] [--keep]
 
 Targets (issue 4): the embedded server reaches >= 50 % of OpenSSH's MB/s on one large file and >= 60 % of
 its files/s on many 2 KB files, and holds 50 concurrent sessions without errors.
@@ -12,8 +12,10 @@ Servers, each on a free loopback port with its own host key:
   protocol cost without the imports competing for the CPU;
 - ``openssh``: ``/usr/sbin/sshd`` with ``Subsystem sftp internal-sftp``, when it is installed
   (``apt-get install openssh-server``); skipped otherwise.
-The client is ``sftp -b`` with an ed25519 key; times include login. Results: a table on stdout and
-``benchmarks/results/sftp-<timestamp>.json``.
+The client is ``sftp -b`` with an ed25519 key; times include login. Each server is measured ``--repeat`` times
+(a fresh server and folder each round, the servers' order rotated from round to round, ``sync`` before each
+measurement so that one server's dirty pages are not written during another's), and the median is reported
+with every round's figure. Results: a table on stdout and ``benchmarks/results/sftp-<timestamp>.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,8 +95,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def gateway_server(work: Path, key: Path, server_only: bool) -> Iterator[tuple[int, str, str]]:
-    root = work / ("embedded" if server_only else "gateway")
+def gateway_server(work: Path, key: Path, server_only: bool, round_: int) -> Iterator[tuple[int, str, str]]:
+    root = work / f"{'embedded' if server_only else 'gateway'}-{round_}"
     root.mkdir()
     config = root / "gateway.toml"
     config.write_text(
@@ -137,9 +140,9 @@ def gateway_server(work: Path, key: Path, server_only: bool) -> Iterator[tuple[i
 
 
 @contextmanager
-def openssh_server(work: Path, key: Path) -> Iterator[tuple[int, str, str]]:
+def openssh_server(work: Path, key: Path, round_: int) -> Iterator[tuple[int, str, str]]:
     assert SSHD is not None
-    root = work / "openssh"
+    root = work / f"openssh-{round_}"
     (root / "upload").mkdir(parents=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "host_key")], check=True)
     (root / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
@@ -212,24 +215,41 @@ def concurrent_sessions(port: int, user: str, key: Path, folder: str, count: int
 
 
 def measure(
-    name: str, server: Any, work: Path, key: Path, big: Path, small_dir: Path, args: argparse.Namespace
+    server: Any, work: Path, key: Path, big: Path, small_dir: Path, args: argparse.Namespace, sessions: bool
 ) -> dict[str, Any]:
     with server as (port, user, folder):
         target = folder if folder != "/" else "."
-        (work / f"{name}-big.batch").write_text(f"cd {target}\nput {big}\n")
-        big_s = sftp_batch(port, user, key, work / f"{name}-big.batch", work)
+        batch = work / f"batch-{time.monotonic_ns()}"
+        batch.write_text(f"cd {target}\nput {big}\n")
+        os.sync()
+        big_s = sftp_batch(port, user, key, batch, work)
         lines = [f"cd {target}", f"lcd {small_dir}"] + [f"put f{i:05d}.csv" for i in range(args.small)]
-        (work / f"{name}-small.batch").write_text("\n".join(lines) + "\n")
-        small_s = sftp_batch(port, user, key, work / f"{name}-small.batch", work)
-        sessions = concurrent_sessions(port, user, key, folder, args.sessions)
-    size_mb = big.stat().st_size / 1e6
+        batch.write_text("\n".join(lines) + "\n")
+        os.sync()
+        small_s = sftp_batch(port, user, key, batch, work)
+        held = concurrent_sessions(port, user, key, folder, args.sessions) if sessions else {}
+    return {
+        "mb_per_s": big.stat().st_size / 1e6 / big_s,
+        "files_per_s": args.small / small_s,
+        "load": os.getloadavg()[0],
+        **held,
+    }
+
+
+def summarise(name: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    mb = [r["mb_per_s"] for r in rounds]
+    files = [r["files_per_s"] for r in rounds]
+    sessions = next((r for r in rounds if "sessions" in r), {"sessions": 0, "errors": []})
     return {
         "server": name,
-        "big_file_s": round(big_s, 2),
-        "mb_per_s": round(size_mb / big_s, 1),
-        "small_files_s": round(small_s, 2),
-        "files_per_s": round(args.small / small_s, 1),
-        **sessions,
+        "mb_per_s": round(statistics.median(mb), 1),
+        "mb_per_s_rounds": [round(x, 1) for x in mb],
+        "files_per_s": round(statistics.median(files), 1),
+        "files_per_s_rounds": [round(x, 1) for x in files],
+        "load_rounds": [round(r["load"], 1) for r in rounds],
+        "sessions": sessions["sessions"],
+        "errors": sessions["errors"],
+        "all_held_after_s": sessions.get("all_held_after_s"),
     }
 
 
@@ -238,6 +258,8 @@ def main() -> int:
     parser.add_argument("--big-mb", type=int, default=200)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per server; the median is reported")
+    parser.add_argument("--servers", nargs="*", help="only these (openssh, embedded, gateway)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sftp-"))
@@ -252,15 +274,29 @@ def main() -> int:
         small_dir.mkdir()
         for i in range(args.small):
             (small_dir / f"f{i:05d}.csv").write_bytes(small_csv(i))
-        results = []
-        servers = [("embedded", gateway_server(work, key, True)), ("gateway", gateway_server(work, key, False))]
+        factories: dict[str, Any] = {
+            "embedded": lambda r: gateway_server(work, key, True, r),
+            "gateway": lambda r: gateway_server(work, key, False, r),
+        }
         if SSHD:
-            servers.insert(0, ("openssh", openssh_server(work, key)))
+            factories = {"openssh": lambda r: openssh_server(work, key, r), **factories}
         else:
             print("sshd not found: install openssh-server for the comparison", file=sys.stderr)
-        for name, server in servers:
-            results.append(measure(name, server, work, key, big, small_dir, args))
+        names = [name for name in factories if not args.servers or name in args.servers]
+        rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        for round_ in range(args.repeat):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for name in order:
+                result = measure(factories[name](round_), work, key, big, small_dir, args, sessions=round_ == 0)
+                rounds[name].append(result)
+                print(
+                    f"round {round_ + 1} {name:9} {result['mb_per_s']:7.1f} MB/s {result['files_per_s']:7.1f} files/s"
+                    f" (load {result['load']:.1f})",
+                    file=sys.stderr,
+                )
+        results = [summarise(name, rounds[name]) for name in names]
         base = next((r for r in results if r["server"] == "openssh"), None)
+        print("medians of the rounds:")
         print(f"{'server':10} {'MB/s':>7} {'ratio':>6} {'files/s':>8} {'ratio':>6} {'sessions':>9} {'errors':>6}")
         for r in results:
             mb_ratio = f"{r['mb_per_s'] / base['mb_per_s']:.0%}" if base else "-"

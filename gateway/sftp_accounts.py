@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -195,30 +195,40 @@ def list_accounts(conn: Connection) -> list[dict[str, Any]]:
 # -- the upload ledger ---------------------------------------------------------------------------------------
 
 
-def record_upload(
-    conn: Connection,
-    account: Account,
-    administration: str,
-    file_name: str,
-    size: int,
-    sha256: str,
-    address: str,
-    now: datetime,
-) -> int:
-    result = conn.execute(
-        sa.insert(sftp_uploads).values(
-            account_id=account.id,
-            account_name=account.name,
-            administration=administration,
-            file_name=file_name,
-            size=size,
-            sha256=sha256,
-            address=address,
-            uploaded_at=now,
-            status="uploaded",
-        )
+_FORGET = (
+    sa.update(sftp_uploads)
+    .where(
+        sftp_uploads.c.status == "uploaded",
+        sftp_uploads.c.administration == sa.bindparam("b_administration"),
+        sftp_uploads.c.file_name == sa.bindparam("b_file_name"),
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    .values(status="removed", finished_at=sa.bindparam("b_now"))
+)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One finished upload, as the ledger writes it."""
+
+    account_id: int
+    account_name: str
+    administration: str
+    file_name: str
+    size: int
+    sha256: str
+    address: str
+    uploaded_at: datetime
+
+
+def record_uploads(conn: Connection, uploads: Sequence[Upload]) -> None:
+    """Each upload replaces a pending one of the same name (that one will never be imported); two statements
+    for the whole batch. The names in one batch must differ."""
+    conn.execute(
+        _FORGET,
+        [{"b_administration": u.administration, "b_file_name": u.file_name, "b_now": u.uploaded_at} for u in uploads],
+    )
+    rows = [{**asdict(u), "status": "uploaded"} for u in uploads]
+    conn.execute(sa.insert(sftp_uploads), rows)
 
 
 def rename_upload(conn: Connection, account_id: int, old: tuple[str, str], new: tuple[str, str]) -> None:
@@ -237,15 +247,7 @@ def rename_upload(conn: Connection, account_id: int, old: tuple[str, str], new: 
 
 def forget_upload(conn: Connection, administration: str, file_name: str, now: datetime) -> None:
     """The file was removed or replaced before it was taken: it will never be imported."""
-    conn.execute(
-        sa.update(sftp_uploads)
-        .where(
-            sftp_uploads.c.status == "uploaded",
-            sftp_uploads.c.administration == administration,
-            sftp_uploads.c.file_name == file_name,
-        )
-        .values(status="removed", finished_at=now)
-    )
+    conn.execute(_FORGET, {"b_administration": administration, "b_file_name": file_name, "b_now": now})
 
 
 def pending_bytes(conn: Connection, account_id: int) -> int:

@@ -2,9 +2,10 @@
 
 Which account uploaded, renamed or removed which file is queued in memory (before the file is renamed into
 the inbox) and written to ``sftp_uploads`` in batches by one thread, every ``interval`` seconds; ``flush``
-writes the queue at once. The feedback hook flushes before it looks a run's upload up, so it always finds
-an upload whose file the intake took. A crash can lose the last fraction of a second of ledger entries:
-those files are still imported, only their feedback file is missing.
+writes the queue at once, in order, consecutive uploads with one ``executemany`` per statement. The feedback
+hook flushes before it looks a run's upload up, so it always finds an upload whose file the intake took. A
+crash can lose the last fraction of a second of ledger entries: those files are still imported, only their
+feedback file is missing.
 
 Quota: the bytes of an account's uploads in progress (in memory) plus those uploaded and not yet imported
 (from the database, re-read at most every ``refresh`` seconds, plus what was committed since).
@@ -21,7 +22,7 @@ import structlog
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.errors import TransientError
-from gateway.sftp_accounts import Account, forget_upload, pending_bytes, record_upload, rename_upload
+from gateway.sftp_accounts import Account, Upload, forget_upload, pending_bytes, record_uploads, rename_upload
 from gateway.store import transaction
 
 log = structlog.get_logger("gateway.sftp")
@@ -36,7 +37,7 @@ class UploadLedger:
         self.refresh = refresh
         self._lock = threading.Lock()  # the queue and the quota maps
         self._flush_lock = threading.Lock()  # one writer at a time, in queue order
-        self._queue: list[Op] = []
+        self._queue: list[Op | Upload] = []
         self._in_flight: dict[int, int] = {}
         self._committed: dict[int, tuple[int, float]] = {}  # account -> (bytes pending, monotonic time read)
         self._stopping = threading.Event()
@@ -67,8 +68,7 @@ class UploadLedger:
                 return
             try:
                 with transaction(self.engine) as conn:
-                    for op in ops:
-                        op(conn)
+                    _write(conn, ops)
             except BaseException:
                 with self._lock:
                     self._queue[:0] = ops  # keep the order; written with the next flush
@@ -77,14 +77,9 @@ class UploadLedger:
     # -- ledger entries -----------------------------------------------------------------------------------
 
     def uploaded(self, account: Account, code: str, name: str, size: int, sha256: str, address: str) -> None:
-        now = self.clock()
-
-        def op(conn: Connection) -> None:
-            forget_upload(conn, code, name, now)
-            record_upload(conn, account, code, name, size, sha256, address, now)
-
+        upload = Upload(account.id, account.name, code, name, size, sha256, address, self.clock())
         with self._lock:
-            self._queue.append(op)
+            self._queue.append(upload)
             bytes_, at = self._committed.get(account.id, (0, float("-inf")))
             self._committed[account.id] = (bytes_ + size, at)
 
@@ -134,3 +129,21 @@ class UploadLedger:
         with self._lock:
             self._committed[account_id] = (value, now)
         return value
+
+
+def _write(conn: Connection, ops: list[Op | Upload]) -> None:
+    """The entries in order; a run of uploads with distinct names as one batch."""
+    batch: dict[tuple[str, str], Upload] = {}
+    for op in ops:
+        if isinstance(op, Upload) and (op.administration, op.file_name) not in batch:
+            batch[(op.administration, op.file_name)] = op
+            continue
+        if batch:
+            record_uploads(conn, list(batch.values()))
+            batch = {}
+        if isinstance(op, Upload):
+            batch[(op.administration, op.file_name)] = op
+        else:
+            op(conn)
+    if batch:
+        record_uploads(conn, list(batch.values()))

@@ -47,6 +47,7 @@ from gateway.sftp_fs import GatewaySftp, Session, UploadHandle
 from gateway.sftp_guard import LoginGuard, account_key, address_key
 from gateway.sftp_keys import fingerprint_of, key_matches, verify_password
 from gateway.sftp_ledger import UploadLedger
+from gateway.sftp_socket import ReadAheadSocket
 from gateway.store import transaction
 
 log = structlog.get_logger("gateway.sftp")
@@ -433,7 +434,11 @@ class SftpServer:
     def _make_transport(self, sock: socket.socket) -> paramiko.Transport:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=CHANNEL_PACKET)
+        transport = paramiko.Transport(
+            ReadAheadSocket(sock),  # type: ignore[arg-type]
+            default_window_size=WINDOW,
+            default_max_packet_size=CHANNEL_PACKET,
+        )
         options = transport.get_security_options()
         options.ciphers = tuple(c for c in CIPHERS if c in options.ciphers)
         options.digests = tuple(m for m in MACS if m in options.digests)
