@@ -94,14 +94,7 @@ class EBoekhouden:
         self.username = str(s["username"]).strip()
         self.code1 = require_secret(ctx, "SECURITY_CODE_1")
         self.code2 = require_secret(ctx, "SECURITY_CODE_2")
-        self.http = VendorHttp(
-            VENDOR_NAME,
-            ctx.clock,
-            timeout=float(s["timeout_seconds"]),
-            max_attempts=int(s["max_attempts"]),
-            max_wait=float(s["max_wait_seconds"]),
-            transport=transport,
-        )
+        self.http = VendorHttp.for_connector(VENDOR_NAME, ctx, transport)
         self.session_id: str | None = None
 
     # -- authorisation: fixed credentials ------------------------------------------------------------------

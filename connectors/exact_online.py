@@ -83,14 +83,7 @@ class ExactOnline:
         self.ctx = ctx
         self.base = str(s["base_url"]).rstrip("/")
         self.division = int(s["division"])
-        self.http = VendorHttp(
-            "Exact Online",
-            ctx.clock,
-            timeout=float(s["timeout_seconds"]),
-            max_attempts=int(s["max_attempts"]),
-            max_wait=float(s["max_wait_seconds"]),
-            transport=transport,
-        )
+        self.http = VendorHttp.for_connector("Exact Online", ctx, transport)
         client = OAuthClient(
             authorize_url=f"{self.base}/api/oauth2/auth",
             token_url=f"{self.base}/api/oauth2/token",

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from connectors.backoff import decide_pause, decide_retry_wait, is_retryable
-from connectors.base import Clock, PermanentVendorError, TransientVendorError
+from connectors.base import Clock, ConnectorContext, PermanentVendorError, TransientVendorError
 
 USER_AGENT = "payt-gateway (+https://github.com/payt-gateway)"
 
@@ -45,6 +45,21 @@ class VendorHttp:
         self.requests = 0  # requests sent, retries included (the benchmark reports it)
         self.client = httpx.Client(
             timeout=timeout, headers={"User-Agent": USER_AGENT}, transport=transport, follow_redirects=False
+        )
+
+    @classmethod
+    def for_connector(
+        cls, vendor: str, ctx: ConnectorContext, transport: httpx.BaseTransport | None = None
+    ) -> VendorHttp:
+        """The client of a connector, with the timeout and retry settings every connector has."""
+        s = ctx.settings
+        return cls(
+            vendor,
+            ctx.clock,
+            timeout=float(s["timeout_seconds"]),
+            max_attempts=int(s["max_attempts"]),
+            max_wait=float(s["max_wait_seconds"]),
+            transport=transport,
         )
 
     def close(self) -> None:

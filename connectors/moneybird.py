@@ -59,14 +59,7 @@ class Moneybird:
         self.administration_id = str(s["administration_id"])
         self.period = str(s.get("period") or WIDE_PERIOD)
         self.per_page = min(MAX_PER_PAGE, int(s.get("per_page") or MAX_PER_PAGE))
-        self.http = VendorHttp(
-            "Moneybird",
-            ctx.clock,
-            timeout=float(s["timeout_seconds"]),
-            max_attempts=int(s["max_attempts"]),
-            max_wait=float(s["max_wait_seconds"]),
-            transport=transport,
-        )
+        self.http = VendorHttp.for_connector("Moneybird", ctx, transport)
         self.session: OAuthSession | None = None
         if s.get("client_id"):
             oauth = str(s["oauth_url"]).rstrip("/")

@@ -18,16 +18,10 @@ import httpx
 from lxml import etree
 
 from connectors.base import PermanentVendorError, TransientVendorError
+from parsers.xml_safety import SAFE_OPTIONS
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
-SAFE_OPTIONS: dict[str, Any] = {
-    "resolve_entities": False,
-    "no_network": True,
-    "load_dtd": False,
-    "dtd_validation": False,
-    "huge_tree": False,
-}
 CONTENT_TYPE = "text/xml; charset=utf-8"
 
 Element = Any  # lxml's _Element; lxml-stubs do not know default namespaces (nsmap {None: ns}) or docinfo fully

@@ -98,14 +98,7 @@ class Twinfield:
         self.company = str(s["company_code"]).strip()
         self.browse_code = str(s.get("browse_code") or "100").strip()
         self.first_year = int(s["first_year"]) if s.get("first_year") else None
-        self.http = VendorHttp(
-            VENDOR_NAME,
-            ctx.clock,
-            timeout=float(s["timeout_seconds"]),
-            max_attempts=int(s["max_attempts"]),
-            max_wait=float(s["max_wait_seconds"]),
-            transport=transport,
-        )
+        self.http = VendorHttp.for_connector(VENDOR_NAME, ctx, transport)
         self.client = OAuthClient(
             authorize_url=f"{self.login}/auth/authentication/connect/authorize",
             token_url=f"{self.login}/auth/authentication/connect/token",

@@ -50,6 +50,7 @@ from parsers.csv_values import (
     parse_date_or_datetime,
 )
 from parsers.row_checks import (
+    MAX_PROBLEMS_PER_CODE,
     VALUE_CACHE_SIZE,
     CellsCheck,
     Finding,
@@ -59,12 +60,12 @@ from parsers.row_checks import (
     invoice_rules,
     open_warning,
     shown,
+    truncation_notices,
 )
 
 FORMAT = "payt-csv"
 SCAN_CHUNK = 1 << 16  # bytes per read of the encoding pre-scan (larger reads make glibc keep ~100 MB)
 MAX_RECORD_CHARS = 1 << 20  # one record (all its physical lines) above this rejects the file
-MAX_PROBLEMS_PER_CODE = 1000  # further problems of one code are counted, not listed
 DEBTOR_CACHE_SIZE = 32768  # validated debtors kept (two generations of half this), keyed by raw cells
 CACHE_PROBE = 4096  # after this many misses, a cache that served under 5 % of debtor changes is dropped
 DELIMITERS = (";", "\t", ",")  # in order of preference when a header line has as many of each
@@ -498,14 +499,7 @@ class _RowParser:
             self.snapshot.blocked_debtors.add(code)
 
     def finish(self) -> None:
-        for code, n in self.counts.items():
-            if n > MAX_PROBLEMS_PER_CODE:
-                self.snapshot.problems.append(
-                    notice(
-                        "problems_truncated",
-                        f"{n - MAX_PROBLEMS_PER_CODE} more {code!r} problems are not listed ({n} in total)",
-                    )
-                )
+        self.snapshot.problems.extend(truncation_notices(self.counts))
 
     # -- the generic validation (the reference; the only one that reports problems)
 

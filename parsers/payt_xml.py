@@ -45,13 +45,21 @@ from parsers.payt_xml_schema import (
     validate_payt_xml,
 )
 from parsers.payt_xml_wire import FrameReader, Outcome, read_entries
-from parsers.row_checks import CellsCheck, Finding, field_order, in_field_order, invoice_rules, open_fits
+from parsers.row_checks import (
+    MAX_PROBLEMS_PER_CODE,
+    CellsCheck,
+    Finding,
+    field_order,
+    in_field_order,
+    invoice_rules,
+    open_fits,
+    truncation_notices,
+)
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, syntax_error
 
 FORMAT = "payt-xml"
 HEAD_CHUNK = 1 << 16
 MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
-MAX_PROBLEMS_PER_CODE = 1000
 PARALLEL_FROM_BYTES = 4 << 20  # from this size a worker process validates and reads the file (one parse)
 WORKER_TIMEOUT = 60.0  # seconds for a worker that stopped writing to exit
 
@@ -369,14 +377,7 @@ class _Extractor:
             problems.append(Problem(f.severity, f.code, f.message, line or element.sourceline, path))
 
     def finish(self) -> None:
-        for code, n in self.counts.items():
-            if n > MAX_PROBLEMS_PER_CODE:
-                self.snapshot.problems.append(
-                    notice(
-                        "problems_truncated",
-                        f"{n - MAX_PROBLEMS_PER_CODE} more {code!r} problems are not listed ({n} in total)",
-                    )
-                )
+        self.snapshot.problems.extend(truncation_notices(self.counts))
 
     # -- the stream
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any, NamedTuple, Protocol
 
-from gateway.records import Severity
+from gateway.records import Problem, Severity, notice
 from parsers.column_spec import ColumnSpec, OneOf
 from parsers.csv_values import (
     InvalidValue,
@@ -33,6 +33,21 @@ from parsers.csv_values import (
     parse_email,
     parse_language,
 )
+
+MAX_PROBLEMS_PER_CODE = 1000  # further problems of one code are counted, not listed
+
+
+def truncation_notices(counts: dict[str, int]) -> list[Problem]:
+    """One notice per problem code that occurred more often than is listed."""
+    return [
+        notice(
+            "problems_truncated",
+            f"{n - MAX_PROBLEMS_PER_CODE} more {code!r} problems are not listed ({n} in total)",
+        )
+        for code, n in counts.items()
+        if n > MAX_PROBLEMS_PER_CODE
+    ]
+
 
 VALUE_CACHE_SIZE = 8192  # parsed values kept, keyed by their raw text
 
