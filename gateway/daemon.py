@@ -424,16 +424,16 @@ class Daemon:
 
     def _loop(self) -> None:
         """Files left claimed by a crash first, then whatever intake finds ready (it sweeps by itself)."""
-        retry_at: float | None = None
-        pending: list[Claimed | Refused] = self.intake.recover_claimed()
+        pending, retry_at = self._recover_claimed(own=True)
         orphans_at = time.monotonic() + self.app.config.sweep_seconds
         while not self.stopping.is_set():
             self.vitals.progress.beat()
             self._apply_pending()
             if retry_at is not None and time.monotonic() >= retry_at:
-                pending, retry_at = self.intake.recover_claimed(), None
+                pending, retry_at = self._recover_claimed(own=True)
             elif time.monotonic() >= orphans_at:  # files of an instance that died and did not come back
-                pending = self.intake.recover_claimed(own=False)
+                pending, failed_at = self._recover_claimed(own=False)
+                retry_at = retry_at or failed_at
                 orphans_at = time.monotonic() + self.app.config.sweep_seconds
             for item in [*pending, *self.intake.take_ready()]:
                 if not self._handle(item):
@@ -452,6 +452,15 @@ class Daemon:
             if self.next_import is not None:
                 idle = min(idle, max(0.0, (self.next_import - self.app.clock()).total_seconds()))
             self.intake.wait(idle)
+
+    def _recover_claimed(self, own: bool) -> tuple[list[Claimed | Refused], float | None]:
+        """The claimed files to process now, and when to look again if the data folder refused (a full disk:
+        the lease file or a takeover rename cannot be written; the files stay where they are)."""
+        try:
+            return self.intake.recover_claimed(own=own), None
+        except OSError as exc:
+            log.error("claimed_recovery_deferred", reason=exc.strerror or str(exc), retry_seconds=RETRY_SECONDS)
+            return [], time.monotonic() + RETRY_SECONDS
 
     def _make_jobs(self, config: Config) -> schedule.Scheduler:
         jobs = schedule.Scheduler()

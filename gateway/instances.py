@@ -26,7 +26,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -66,7 +66,8 @@ class InstanceLease:
             except FileExistsError:
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else can hold it
-            os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+            with suppress(OSError):  # for people; the lock is the lease: a full disk leaves the file empty
+                os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
             return cls(data_dir, token, fd)
 
     def release(self) -> None:

@@ -401,8 +401,8 @@ class Intake:
             return None
         received_at = self._wall_clock()
         folder = self._claimed / administration
-        target = folder / make_claimed_name(received_at, self._lease.token(), name)
         try:
+            target = folder / make_claimed_name(received_at, self._lease.token(), name)
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.rename(path, target)
         except FileNotFoundError:

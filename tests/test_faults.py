@@ -8,6 +8,8 @@ import os
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,12 +84,11 @@ def test_postgresql_away_while_files_arrive(tmp_path: Path) -> None:
             proxy.close()
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A 6 MiB tmpfs as the data folder. Needs the right to mount (root, as in CI here): fails loudly without."""
-    folder = tmp_path / "data"
+@contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs mounted on ``folder``. Needs the right to mount (root, as in CI here): fails loudly without."""
     folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m,mode=0700", "tmpfs", str(folder)], check=False)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"{options},mode=0700", "tmpfs", str(folder)], check=False)
     if done.returncode != 0:
         pytest.fail("this test mounts a small tmpfs as the data folder and needs the right to mount (run as root)")
     try:
@@ -96,17 +97,26 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB tmpfs as the data folder."""
+    with tmpfs(tmp_path / "data", "size=6m") as folder:
+        yield folder
+
+
 def fill(folder: Path) -> Path:
-    """Write zeros until the filesystem says it is full; returns the ballast file."""
+    """Write zeros until the filesystem says it is full; returns the ballast file. Unbuffered: a buffered file
+    would raise the same ENOSPC again when it is closed, for the part of the last chunk that did not fit."""
     ballast = folder / "ballast"
     chunk = b"\0" * 65536
-    with open(ballast, "wb") as out:
-        try:
-            while True:
-                out.write(chunk)
-                out.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, chunk)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
     return ballast
 
 
@@ -157,3 +167,46 @@ def test_data_folder_disk_full(tmp_path: Path, small_disk: Path, database: str) 
     archived = [p.name for p in files_under(data / "archive")]
     assert sum(n.endswith("_open-items.csv") for n in archived) == 1
     assert sum(n.endswith("_broken.csv.errors.txt") for n in archived) == 1
+
+
+def fill_inodes(folder: Path) -> list[Path]:
+    """Create empty files until the filesystem has no inode left; returns them."""
+    made: list[Path] = []
+    try:
+        while True:
+            path = folder / f"inode-{len(made)}"
+            path.touch()
+            made.append(path)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    return made
+
+
+def test_starts_on_a_full_data_folder(tmp_path: Path) -> None:
+    """Blocks and inodes used up before the daemon starts: its instance lease (a lock file) cannot be created,
+    so no file can be claimed. The daemon still runs, says why, and takes the file once there is space (before
+    the fix the worker died with exit 70 when the disk filled up before its first claim)."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    item = Drop("ACME", "open-items.csv", open_items("ACME", 20))
+    with tmpfs(tmp_path / "data", "size=6m,nr_inodes=200") as data:
+        config = write_config(tmp_path, data, url, ["ACME"])
+        assert Instance(config, "first start").started().stop() == 0  # lays out the folders, releases its lease
+        part = data / "inbox" / "ACME" / f".{item.name}.part"
+        part.write_bytes(item.data)
+        ballast = fill(data)
+        inodes = fill_inodes(data)
+        gateway = Instance(config, "gateway").started()
+        try:
+            gateway.wait_for(lambda: gateway.events("claimed_recovery_deferred"))
+            os.rename(part, part.with_name(item.name))
+            gateway.wait_for(lambda: gateway.events("file_claim_failed"))
+            time.sleep(2)
+            assert gateway.proc.poll() is None, "the daemon keeps running"
+            assert not processed_names(gateway)
+            for path in [ballast, *inodes]:
+                path.unlink()
+            gateway.wait_for(lambda: processed_names(gateway) == {item.name}, timeout=60)
+        finally:
+            code = gateway.stop()
+    assert code == 0
+    assert query(url, "SELECT count(*) FROM invoices")[0][0] == 20
