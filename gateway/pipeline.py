@@ -48,7 +48,7 @@ from gateway.runs import (
     start_run,
 )
 from gateway.stage_rows import LocalRows, RowSource, StagePolicy
-from gateway.staging import drop_stage, naive_utc, stage_source
+from gateway.staging import discard_stage, naive_utc, stage_source
 from gateway.store import ensure_administration, transaction
 from gateway.unpack import claim_members, unpack, work_folder
 from parsers.detect import Kind, open_items_format, sniff
@@ -323,7 +323,7 @@ class Pipeline:
             detected=snapshot.detected,
             replace_problems=True,
         )
-        drop_stage(conn)
+        discard_stage(conn)
         return status
 
     def _store_document(
