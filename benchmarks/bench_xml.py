@@ -135,10 +135,12 @@ class PeakSampler:
                             self.peaks[pid] = (command, kib)
 
     def by_role(self) -> dict[str, tuple[float, float]]:
-        """(peak MB, CPU seconds) per process: "ingest", "worker" (the payt-xml worker), others by pid."""
+        """(peak MB, CPU seconds) per process: "ingest", "worker" (the parse worker, ``gateway.parse_worker``),
+        "validator" (the payt-xml schema pass, ``parsers.payt_xml_worker``), others by pid."""
+        roles = {"payt_xml_worker": "validator", "gateway.parse_worker": "worker", " ingest ": "ingest"}
         found: dict[str, tuple[float, float]] = {}
         for pid, (command, kib) in self.peaks.items():
-            role = "worker" if "payt_xml_worker" in command else "ingest" if " ingest " in command else str(pid)
+            role = next((r for part, r in roles.items() if part in command), str(pid))
             found[role] = (kib * 1024 / 1e6, self.cpu.get(pid, 0.0))
         return found
 
@@ -214,7 +216,7 @@ def bench(size: int, args: argparse.Namespace) -> Result:
 
 def table(results: list[Result]) -> str:
     lines = [
-        f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'CPU s (worker)':>14} {'load':>9} "
+        f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'CPU s (worker, validator)':>25} {'load':>9} "
         f"{'RSS MB':>7} {'sum':>5}  "
         f"{'lxml XSD inv/s':>14} {'RSS MB':>7}  {'xmlschema inv/s':>15} {'ratio':>6}  targets"
     ]
@@ -225,7 +227,8 @@ def table(results: list[Result]) -> str:
             targets = "met" if met else f"MISSED (>= {TARGET_INVOICES_PER_S}/s, <= {TARGET_PEAK_RSS_MB:.0f} MB)"
         lines.append(
             f"{r.size:>10,} {r.file_mb:>6.0f} {r.ingest_seconds:>9.1f} {r.invoices_per_s:>8,.0f} "
-            f"{r.cpu_seconds:>6.1f} ({r.processes.get('worker', (0.0, 0.0))[1]:>5.1f}) "
+            f"{r.cpu_seconds:>10.1f} ({r.processes.get('worker', (0.0, 0.0))[1]:>5.1f}, "
+            f"{r.processes.get('validator', (0.0, 0.0))[1]:>5.1f}) "
             f"{r.load_before:>4.1f}-{r.load_after:<4.1f} {r.peak_rss_mb:>7.0f} "
             f"{r.peak_rss_sum_mb:>5.0f}  "
             f"{r.lxml_invoices_per_s:>14,.0f} {r.lxml_peak_rss_mb:>7.0f}  {r.xmlschema_invoices_per_s:>15,.0f} "

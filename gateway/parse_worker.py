@@ -38,9 +38,9 @@ from gateway.stage_rows import Batch, StagePolicy, StageRows
 ParseFn = Callable[[BinaryIO, Administration], Snapshot]
 HEADER = struct.Struct("<cI")  # frame encoding (b"M" marshal, b"P" pickle) and payload length
 MIN_BYTES = 8 << 20  # smaller files are parsed in the importing process (the worker's start-up is ~0.2 s)
-# The formats measured to gain from a worker. payt-xml already checks its schema in a second process of its
-# own for large files; a third process on a two-core machine has not been measured.
-WORKER_FORMATS = frozenset({"payt-csv"})
+# The formats measured to gain from a worker. For a large payt-xml file the worker starts a third process,
+# the schema validator (``parsers.payt_xml_worker``), and reads the entries without the schema meanwhile.
+WORKER_FORMATS = frozenset({"payt-csv", "payt-xml"})
 
 
 class ParseWorkerError(RuntimeError):

@@ -8,11 +8,12 @@ data is checked as the payt-csv debtor columns would be, an invoice as the invoi
 Schema validation (``parsers.payt_xml_schema``) decides whether the file is taken at all:
 - a small file (below ``XmlOptions.parallel_from_bytes``) is validated before ``parse_payt_xml`` returns;
   an invalid one raises ``RejectFile`` with every schema error located;
-- a large file on disk is validated and read by a second process (``parsers.payt_xml_worker``: one parse
-  for both) that hands the entries over as it reads them, while this process stages them (2 cores are used
-  instead of one). The entries generator raises ``RejectFile`` after the last entry if the worker found the
-  file invalid, so a consumer that stages entries in a transaction must not commit before the generator is
-  exhausted (the pipeline does exactly that).
+- a large file on disk is validated by a second process (``parsers.payt_xml_worker``) while this one reads
+  the entries without the schema: the two passes run on two cores. (In the gateway a large file is parsed in
+  a worker process, ``gateway.parse_worker``, so there are three: the importing process writes the stage
+  rows, the worker reads the entries, the validator checks the schema.) The entries generator raises
+  ``RejectFile`` after the last entry if the validator found the file invalid, so a consumer that stages
+  entries in a transaction must not commit before the generator is exhausted (the pipeline does exactly that).
 
 Memory stays bounded: every element is cleared once read, with the elements before it (``ElementStream``).
 """
@@ -20,6 +21,7 @@ Memory stays bounded: every element is cleared once read, with the elements befo
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import IO, Any, BinaryIO
+from typing import Any, BinaryIO
 
 from lxml import etree
 
@@ -41,10 +43,8 @@ from parsers.payt_xml_schema import (
     NS,
     ROOT,
     ElementStream,
-    explain,
     validate_payt_xml,
 )
-from parsers.payt_xml_wire import FrameReader, Outcome, read_entries
 from parsers.row_checks import (
     MAX_PROBLEMS_PER_CODE,
     CellsCheck,
@@ -60,7 +60,7 @@ from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, syntax_error
 FORMAT = "payt-xml"
 HEAD_CHUNK = 1 << 16
 MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
-PARALLEL_FROM_BYTES = 4 << 20  # from this size a worker process validates and reads the file (one parse)
+PARALLEL_FROM_BYTES = 4 << 20  # from this size a validator process checks the schema beside the reading
 WORKER_TIMEOUT = 60.0  # seconds for a worker that stopped writing to exit
 
 # Where each payt-csv column lives in a Debtor / Invoice element (a path relative to it).
@@ -167,7 +167,7 @@ def parse_payt_xml(source: BinaryIO, options: XmlOptions) -> Snapshot:
     if parallel is None:
         snapshot.entries = _local_entries(source, snapshot, resolved)
     else:
-        snapshot.entries = _worker_entries(*parallel, snapshot, resolved)
+        snapshot.entries = _parallel_entries(source, *parallel, snapshot, resolved)
     return snapshot
 
 
@@ -232,75 +232,62 @@ def _local_entries(source: BinaryIO, snapshot: Snapshot, options: XmlOptions) ->
     _check_empty(snapshot)
 
 
-def validating_entries(source: IO[bytes], snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
-    """The entries of a file that is validated while it is read, in one parse; after the last entry
-    ``RejectFile`` if the file is invalid (the consumer must not take anything before the end). The file is
-    read a second time only to locate the errors of an invalid file. ``source`` must be seekable."""
-    start = source.tell()
-    stream = ElementStream(source, validate=True)
-    try:
-        yield from extract(stream, snapshot, options)
-    except RejectFile:
-        raise
-    except Exception:
-        source.seek(start)
-        problems = validate_payt_xml(source)  # an invalid file explains a surprise better than a traceback
-        if any(p.severity is Severity.ERROR for p in problems):
-            raise RejectFile(problems) from None
-        raise
-    first = stream.verdict()
-    if not first.valid:
-        source.seek(start)
-        problems = explain(source, first)
+def _parallel_entries(
+    source: BinaryIO, fd: int, offset: int, snapshot: Snapshot, options: XmlOptions
+) -> Iterator[Entry]:
+    """The entries read here without the schema while ``python -m parsers.payt_xml_worker`` validates the same
+    file in a second process; after the last entry, ``RejectFile`` if the validator found the file invalid
+    (the consumer must not take anything before the end). The validator's verdict also comes first when the
+    reading stops on a surprise: an invalid file explains it better than a traceback."""
+    with _Validator(fd, offset) as validator:
+        try:
+            yield from extract(ElementStream(source, validate=False), snapshot, options)
+        except Exception:
+            problems = validator.verdict()
+            if any(p.severity is Severity.ERROR for p in problems):
+                raise RejectFile(problems) from None
+            raise
+        problems = validator.verdict()
         if any(p.severity is Severity.ERROR for p in problems):
             raise RejectFile(problems)
     _check_empty(snapshot)
 
 
-def _worker_entries(fd: int, offset: int, snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
-    """The entries as ``python -m parsers.payt_xml_worker`` reads them from the same file; its verdict last."""
-    arguments = [str(fd), str(offset), options.administration_code, options.default_currency]
-    arguments += [options.default_country or "", options.date_order]
-    with tempfile.TemporaryFile() as stderr:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "parsers.payt_xml_worker", *arguments],
+class _Validator:
+    """The validator process (``parsers.payt_xml_worker``) over the parser's file descriptor."""
+
+    def __init__(self, fd: int, offset: int):
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "parsers.payt_xml_worker", str(fd), str(offset)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=stderr,
+            stderr=self._stderr,
             pass_fds=(fd,),
-            bufsize=0,
         )
-        assert worker.stdout is not None
-        frames = FrameReader(worker.stdout.fileno())
-        finished = False
-        try:
-            outcome = Outcome()
-            try:
-                yield from read_entries(frames, outcome)
-                finished = True
-            except EOFError:
-                worker.wait(timeout=WORKER_TIMEOUT)
-                stderr.seek(0)
-                text = stderr.read().decode("utf-8", "replace")[-2000:]
-                raise RuntimeError(f"the payt-xml worker exited with {worker.returncode}: {text}") from None
-            snapshot.rows = outcome.rows
-            snapshot.problems.extend(outcome.problems)
-            snapshot.blocked_invoices.update(outcome.blocked_invoices)
-            snapshot.blocked_debtors.update(outcome.blocked_debtors)
-            if any(p.severity is Severity.ERROR for p in outcome.rejected):
-                raise RejectFile(outcome.rejected)
-            _check_empty(snapshot)
-        finally:
-            frames.stop()
-            if not finished and worker.poll() is None:
-                worker.kill()  # the consumer stopped early, or the worker failed
-            try:
-                worker.wait(timeout=WORKER_TIMEOUT)  # after its outcome the worker exits at once
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
-            frames.close()  # the worker has gone: the reading thread ends
-            worker.stdout.close()
+
+    def verdict(self) -> list[Problem]:
+        """Wait for the validator: the schema problems of the file, empty when it is valid."""
+        assert self._proc.stdout is not None
+        data = self._proc.stdout.read()
+        code = self._proc.wait()
+        if code != 0 or not data:
+            self._stderr.seek(0)
+            text = self._stderr.read().decode("utf-8", "replace")[-2000:]
+            raise RuntimeError(f"the payt-xml validator exited with {code}: {text}")
+        problems: list[Problem] = pickle.loads(data)  # our own child process, on a pipe
+        return problems
+
+    def __enter__(self) -> _Validator:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()  # the consumer stopped early, or the reading failed
+        self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
+        self._stderr.close()
 
 
 def _check_empty(snapshot: Snapshot) -> None:

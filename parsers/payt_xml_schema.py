@@ -16,8 +16,8 @@ Two passes, both in bounded memory:
 
 At most ``MAX_LISTED`` errors are listed; the first pass stops counting at ``MAX_COUNTED``.
 
-``ElementStream`` with ``validate=True`` is the first pass as an element stream: the worker process of the
-parser (``parsers.payt_xml_worker``) reads the entries from it while it validates.
+``ElementStream`` is the element stream of both: with ``validate=True`` the first pass (run by the validator
+process of a large file, ``parsers.payt_xml_worker``), without it the parser's reading of the entries.
 """
 
 from __future__ import annotations

@@ -1,50 +1,42 @@
-"""The second process for a large payt-xml file: validate and read it in one parse, hand the entries over.
+"""The validator process for a large payt-xml file: the schema pass beside the reading of the entries.
 
-    python -m parsers.payt_xml_worker FD OFFSET ADMINISTRATION CURRENCY COUNTRY DATE_ORDER
+    python -m parsers.payt_xml_worker FD OFFSET
 
-reads the file on the inherited descriptor FD from OFFSET (with ``pread``: the parent's file offset is
-untouched), validates it against the schema while it extracts the entries (``validating_entries``: one
-parse for both; the file is read again only to locate the errors of an invalid file), and writes the
-entries to stdout as they come, then the outcome with the verdict (``parsers.payt_xml_wire``). The parser
-(``parsers.payt_xml``) stages the entries while this runs and takes nothing before the outcome says the
-file is valid. Exit status 0 whatever the verdict; anything else is a failure of the worker itself (its
-traceback on stderr).
+validates the file on the inherited descriptor FD from OFFSET (with ``pread``: the parent's file offset is
+untouched) against the schema (``validate_payt_xml``: the streaming first pass, and the pass that locates
+the errors only when there are any) and writes its verdict to stdout when it is done: the pickled list of
+problems, empty when the file is valid. The parser (``parsers.payt_xml``) reads the entries without the
+schema meanwhile, in its own process, and takes nothing before this verdict says the file is valid: the two
+passes over the file run on two cores. Exit status 0 whatever the verdict; anything else is a failure of the
+validator itself (its traceback on stderr).
 """
 
 from __future__ import annotations
 
+import os
+import pickle
 import sys
 from collections.abc import Sequence
 from typing import IO, cast
 
 from gateway.errors import RejectFile
-from gateway.records import Snapshot
-from parsers.payt_xml import XmlOptions, validating_entries
-from parsers.payt_xml_schema import PreadReader
-from parsers.payt_xml_wire import Outcome, write_entries, write_outcome
+from gateway.records import Problem
+from parsers.payt_xml_schema import PreadReader, validate_payt_xml
 
 
-def run(source: IO[bytes], options: XmlOptions, out: int) -> Outcome:
-    """Write the entries of ``source`` to the file descriptor ``out``; return the outcome with the verdict."""
-    snapshot = Snapshot(administration_code=options.administration_code)
-    outcome = Outcome()
+def verdict(source: IO[bytes]) -> list[Problem]:
+    """The file's schema problems (empty when valid); a DOCTYPE or XML that is not well-formed as well."""
     try:
-        write_entries(out, validating_entries(source, snapshot, options))
+        return validate_payt_xml(source)
     except RejectFile as exc:
-        outcome.rejected = exc.problems
-    outcome.rows = snapshot.rows
-    outcome.problems = snapshot.problems
-    outcome.blocked_invoices = snapshot.blocked_invoices
-    outcome.blocked_debtors = snapshot.blocked_debtors
-    return outcome
+        return exc.problems
 
 
 def main(argv: Sequence[str]) -> int:
-    fd, offset, administration, currency, country, date_order = argv
-    options = XmlOptions(administration, currency, country or None, date_order)
-    out = sys.stdout.fileno()
-    outcome = run(cast(IO[bytes], PreadReader(int(fd), int(offset))), options, out)
-    write_outcome(out, outcome)
+    fd, offset = (int(a) for a in argv)
+    problems = verdict(cast(IO[bytes], PreadReader(fd, offset)))
+    with os.fdopen(sys.stdout.fileno(), "wb", closefd=False) as out:
+        pickle.dump(problems, out, pickle.HIGHEST_PROTOCOL)
     return 0
 
 

@@ -7,6 +7,7 @@ problems, detected settings) and the stored invoices, debtors and payments must 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from gateway.app import DOCUMENT_READERS, build_app
 from gateway.config import Administration, Config, IgnoreSettings, KindSettings
-from gateway.formats import parse_csv
+from gateway.formats import parse_csv, xml_options
 from gateway.instances import ProcessLease
 from gateway.parse_worker import MIN_BYTES, worth_a_worker
 from gateway.pipeline import ParseFn, Pipeline, copy_into_claimed
@@ -29,6 +30,8 @@ from gateway.records import Entry, Snapshot
 from gateway.store import transaction
 from gateway.tables import administrations, debtors, invoices, payments
 from gateway.watcher import open_claimed
+from parsers.payt_xml import parse_payt_xml
+from tests.test_payt_xml import VALID as VALID_XML
 
 HEADER = (
     "debtor_code;debtor_company_name;debtor_post_street_1;debtor_post_postalcode;debtor_post_city;debtor_iban;"
@@ -78,6 +81,15 @@ def parse_noting_pid(stream: BinaryIO, administration: Administration) -> Snapsh
     return snapshot
 
 
+def parse_xml_beside_its_validator(stream: BinaryIO, administration: Administration) -> Snapshot:
+    """payt-xml as for a large file whatever its size: the schema is checked by a validator process while the
+    entries are read without it. Through a worker that is three processes. The snapshot notes the parser's."""
+    options = dataclasses.replace(xml_options(administration), parallel_from_bytes=0)
+    snapshot = parse_payt_xml(stream, options)
+    snapshot.detected["pid"] = str(os.getpid())
+    return snapshot
+
+
 def parse_then_die(stream: BinaryIO, administration: Administration) -> Snapshot:
     """A parser whose process is killed after the third row (a worker killed by the OOM killer)."""
     snapshot = parse_csv(stream, administration)
@@ -106,13 +118,12 @@ def parse_then_fail(stream: BinaryIO, administration: Administration) -> Snapsho
 class Both:
     """ACME's files are parsed by a worker, BETA's in this process; the same files go to both."""
 
-    def __init__(self, engine: Engine, data_dir: Path, parse: ParseFn = parse_noting_pid):
+    def __init__(self, engine: Engine, data_dir: Path, parse: ParseFn = parse_noting_pid, fmt: str = "payt-csv"):
         self.engine = engine
-        self.config = Config(
-            data_dir=data_dir, database_url="", administrations={"ACME": admin("ACME"), "BETA": admin("BETA")}
-        )
+        administrations = {code: dataclasses.replace(admin(code), format=fmt) for code in ("ACME", "BETA")}
+        self.config = Config(data_dir=data_dir, database_url="", administrations=administrations)
         self.now = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
-        parsers = {"payt-csv": parse}
+        parsers = {fmt: parse}
         clock, readers = (lambda: self.now), DOCUMENT_READERS
         self.lease = ProcessLease(data_dir)
         owner = self.lease.token
@@ -120,11 +131,13 @@ class Both:
         self.local = Pipeline(self.config, engine, parsers, open_claimed, clock, readers, owner, worker_min_bytes=None)
 
     def deliver(self, tmp_path: Path, name: str, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        source = tmp_path / name
-        source.write_text(text, encoding="utf-8")
+        """The same file to both; ``{code}`` in ``text`` becomes the administration's code."""
         self.now += timedelta(hours=1)
         runs = []
         for code, pipeline in (("ACME", self.worker), ("BETA", self.local)):
+            source = tmp_path / code / name
+            source.parent.mkdir(exist_ok=True)
+            source.write_text(text.replace("{code}", code), encoding="utf-8")
             delivery = copy_into_claimed(self.config, code, source, self.now, self.lease.token())
             runs.append(pipeline.process(delivery).run)
         return runs[0], runs[1]
@@ -164,9 +177,10 @@ class Both:
 
 
 def comparable(run: dict[str, Any]) -> dict[str, Any]:
-    """A run without what differs by administration: ids, names, paths, times, the parsing process."""
+    """A run without what differs by administration: ids, names, paths, times, the parsing process, the
+    hash (an XML file names its administration)."""
     detected = {k: v for k, v in run["detected"].items() if k != "pid"}
-    skip = ("run_id", "administration", "archived_path", "started_at", "finished_at", "detected")
+    skip = ("run_id", "administration", "archived_path", "started_at", "finished_at", "detected", "sha256")
     same = {k: v for k, v in run.items() if k not in skip} | {"detected": detected}
     return json.loads(json.dumps(same).replace("'ACME'", "'ADMIN'").replace("'BETA'", "'ADMIN'"))
 
@@ -244,3 +258,31 @@ def test_the_composition_root_uses_a_worker_with_sqlite_only(engine: Engine, tmp
         assert app.pipeline.worker_min_bytes == (MIN_BYTES if engine.dialect.name == "sqlite" else None)
     finally:
         app.engine.dispose()
+
+
+XML_CASES = {
+    "valid": VALID_XML,
+    "row problems": VALID_XML.replace("<DueDate>2026-03-30</DueDate>", "<DueDate>2026-02-01</DueDate>").replace(
+        "<Iban>NL91ABNA0417164300</Iban>", "<Iban>NL00ABNA0417164300</Iban>"
+    ),
+    "schema violation": VALID_XML.replace("<City>Zeist</City>", ""),
+    "duplicate number": VALID_XML.replace('number="2026-0044"', 'number="2026-0042"'),
+    "not well-formed": VALID_XML.replace("</Invoice>\n  </Debtor>", "</Invoice>\n  </Debtr>", 1),
+}
+
+
+@pytest.mark.parametrize("case", XML_CASES)
+def test_payt_xml_through_a_worker_and_its_validator_equals_one_process(
+    engine: Engine, tmp_path: Path, case: str
+) -> None:
+    both = Both(engine, tmp_path / "data", parse_xml_beside_its_validator, fmt="payt-xml")
+    text = XML_CASES[case].replace('administrationCode="ACME"', 'administrationCode="{code}"')
+    by_worker, here = both.deliver(tmp_path, "open-items.xml", text)
+    assert by_worker["detected"].get("pid", "") != str(os.getpid())
+    assert comparable(by_worker) == comparable(here)
+    assert both.stored("ACME") == both.stored("BETA")
+    expected = "performed" if case in ("valid", "row problems") else "rejected"
+    assert by_worker["status"] == expected, by_worker
+    if expected == "performed":
+        assert by_worker["detected"]["validation"] == "parallel"
+        assert by_worker["counts"]["invoices_created"] == 2 + (case == "valid")
