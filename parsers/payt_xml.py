@@ -61,7 +61,6 @@ FORMAT = "payt-xml"
 HEAD_CHUNK = 1 << 16
 MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
 PARALLEL_FROM_BYTES = 4 << 20  # from this size a validator process checks the schema beside the reading
-WORKER_TIMEOUT = 60.0  # seconds for a worker that stopped writing to exit
 
 # Where each payt-csv column lives in a Debtor / Invoice element (a path relative to it).
 DEBTOR_PATHS = {
@@ -243,13 +242,9 @@ def _parallel_entries(
         try:
             yield from extract(ElementStream(source, validate=False), snapshot, options)
         except Exception:
-            problems = validator.verdict()
-            if any(p.severity is Severity.ERROR for p in problems):
-                raise RejectFile(problems) from None
+            validator.reject_if_invalid()
             raise
-        problems = validator.verdict()
-        if any(p.severity is Severity.ERROR for p in problems):
-            raise RejectFile(problems)
+        validator.reject_if_invalid()
     _check_empty(snapshot)
 
 
@@ -266,7 +261,13 @@ class _Validator:
             pass_fds=(fd,),
         )
 
-    def verdict(self) -> list[Problem]:
+    def reject_if_invalid(self) -> None:
+        """Wait for the validator; ``RejectFile`` with the file's schema problems if it is invalid."""
+        problems = self._verdict()
+        if any(p.severity is Severity.ERROR for p in problems):
+            raise RejectFile(problems) from None
+
+    def _verdict(self) -> list[Problem]:
         """Wait for the validator: the schema problems of the file, empty when it is valid."""
         assert self._proc.stdout is not None
         data = self._proc.stdout.read()
