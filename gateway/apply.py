@@ -76,18 +76,25 @@ def reconcile_staged(
         )
         if reason:
             return Applied(counts, held=reason)
+    debtors_before = _has_rows(conn, debtors, ctx.administration_id)
+    invoices_before = _has_rows(conn, invoices, ctx.administration_id)
     counts.debtors_created = _insert_new_debtors(conn, ctx)
     if counts.debtors_created:
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
-    counts.debtors_updated = _update_debtors(conn, ctx)
-    problems = _update_invoices(conn, ctx, counts)
-    counts.invoices_created = _insert_new_invoices(conn, ctx)
+    if debtors_before:  # else every staged debtor was just created as delivered: nothing to update
+        counts.debtors_updated = _update_debtors(conn, ctx)
+    problems = _update_invoices(conn, ctx, counts) if invoices_before else []
+    counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before)
     if counts.invoices_created:
         linked = link_waiting_documents(conn, ctx.administration_id, ctx.run_id, ctx.now)
         if linked:
             problems.append(notice("documents_linked", f"{linked} earlier document(s) linked to new invoices"))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
+
+
+def _has_rows(conn: Connection, table: sa.Table, administration_id: int) -> bool:
+    return bool(conn.execute(sa.select(sa.exists().where(table.c.administration_id == administration_id))).scalar())
 
 
 def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> int:
@@ -159,7 +166,8 @@ def _update_debtors(conn: Connection, ctx: RunContext) -> int:
     return conn.execute(statement).rowcount
 
 
-def _insert_new_invoices(conn: Connection, ctx: RunContext) -> int:
+def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool) -> int:
+    """``stored_before``: the administration had invoices before this run."""
     s, d, i = stage_invoices, debtors, invoices
     copied = [c for c in s.columns if c.name not in ("line", "debtor_code")]
     status = sa.case((s.c.amount_open_cents == 0, "paid"), else_="open")
@@ -178,6 +186,12 @@ def _insert_new_invoices(conn: Connection, ctx: RunContext) -> int:
         .select_from(s.join(d, sa.and_(d.c.administration_id == ctx.administration_id, d.c.code == s.c.debtor_code)))
         .where(sa.true())
     )
+    if stored_before and conn.dialect.name == "sqlite":
+        # Skip the stored numbers before the debtor join. A re-import of 1M stored rows took 1.3 s through
+        # the upsert's conflict path and 0.7 s this way; into an empty administration the probe only costs
+        # (+1.3 s for 1M new rows). Not on PostgreSQL: see ``_insert_new``.
+        stored = sa.select(i.c.id).where(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
+        select = select.where(~stored.exists())
     columns = [
         "administration_id",
         "debtor_id",
