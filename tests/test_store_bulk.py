@@ -1,0 +1,41 @@
+"""``store.bulk_insert``: the fast path writes through the driver, yet its errors stay SQLAlchemy's, so that
+``transaction`` still tells a full disk from a bug."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.errors import TransientError
+from gateway.store import bulk_insert, make_engine, migrate, transaction
+from tests.test_faults import fill, tmpfs
+
+
+def test_rows_arrive_and_a_broken_row_is_a_sqlalchemy_error(engine: Engine) -> None:
+    with transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE bulk_probe (id INTEGER PRIMARY KEY, name VARCHAR(20))")
+        bulk_insert(conn, "bulk_probe", ["id", "name"], [(1, "a"), (2, "b"), (3, None)])
+        assert conn.exec_driver_sql("SELECT id, name FROM bulk_probe ORDER BY id").all() == [
+            (1, "a"),
+            (2, "b"),
+            (3, None),
+        ]
+        with pytest.raises(sa.exc.IntegrityError):
+            bulk_insert(conn, "bulk_probe", ["id", "name"], [(4, "d"), (1, "again")])
+
+
+def test_a_full_disk_during_a_bulk_insert_is_transient(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "disk", "size=2m") as folder:
+        engine = make_engine(f"sqlite:///{folder / 'gateway.db'}")
+        migrate(engine)
+        with transaction(engine) as conn:
+            conn.exec_driver_sql("CREATE TABLE bulk_probe (id INTEGER PRIMARY KEY, name VARCHAR(200))")
+        fill(folder)
+        # ~40 MB: more than the page cache (16 MB) keeps, so the insert itself has to write, and more than the disk
+        rows = [(n, "x" * 200) for n in range(200_000)]
+        with pytest.raises(TransientError, match="disk is full"), transaction(engine) as conn:
+            bulk_insert(conn, "bulk_probe", ["id", "name"], rows)
+        engine.dispose()
