@@ -237,12 +237,22 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def positive(text: str) -> int:
+    """A count of invoices of at least 1 (xmlschema is timed on a sample of that many)."""
+    value = sizes(text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(f"one count, not {text!r}")
+    return value[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=sizes, default=[100_000, 1_000_000])
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--database-url", default=None, help="default: SQLite in the data folder")
-    parser.add_argument("--xmlschema-max", type=int, default=100_000, help="largest file given to xmlschema")
+    parser.add_argument(
+        "--xmlschema-max", type=positive, default=100_000, help="largest file given to xmlschema (at least 1)"
+    )
     parser.add_argument("--tmp-dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
