@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+
+from tests.polling import poll_until
 
 PG_URL = os.environ.get("PAYT_GATEWAY_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REPO = Path(__file__).resolve().parent.parent
@@ -184,15 +185,13 @@ class Instance:
         return self.log_path.read_text("utf-8", "replace")
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            if self.proc.poll() is not None:
-                raise AssertionError(f"{self.name} died (exit {self.proc.returncode}):\n{self.output()[-5000:]}")
-            time.sleep(0.1)
-        raise AssertionError(f"{self.name}: timed out; output:\n{self.output()[-5000:]}")
+        return poll_until(
+            predicate, timeout, lambda: f"{self.name}: timed out; output:\n{self.output()[-5000:]}", alive=self._alive
+        )
+
+    def _alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} died (exit {self.proc.returncode}):\n{self.output()[-5000:]}")
 
     def started(self, timeout: float = 60.0) -> Instance:
         self.wait_for(lambda: self.events("gateway_started"), timeout)

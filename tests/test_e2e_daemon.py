@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.polling import poll_until
+
 pytestmark = pytest.mark.e2e
 
 HEADER = (
@@ -107,14 +109,16 @@ class Daemon:
         return out
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            assert self.proc.poll() is None, "daemon died:\n" + "".join(self.lines)
-            time.sleep(0.05)
-        raise AssertionError("timed out; daemon output:\n" + "".join(self.lines))
+        return poll_until(
+            predicate,
+            timeout,
+            lambda: "timed out; daemon output:\n" + "".join(self.lines),
+            interval=0.05,
+            alive=self._alive,
+        )
+
+    def _alive(self) -> None:
+        assert self.proc.poll() is None, "daemon died:\n" + "".join(self.lines)
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.fleet import (
     workload,
     write_config,
 )
+from tests.polling import poll_until
 from tests.sftp_support import paramiko_client
 from tests.smtp_server import Recorder, start
 
@@ -52,12 +52,7 @@ def message_ids(recorder: Recorder) -> Counter[str]:
 
 
 def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    poll_until(predicate, timeout, lambda: f"timed out waiting for {what}", interval=0.25)
 
 
 def test_three_instances_import_and_send_each_exactly_once(tmp_path: Path) -> None:
