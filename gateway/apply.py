@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.config import GuardSettings
 from gateway.documents import link_waiting_documents
+from gateway.first_import import FirstImport, is_empty, rowid_between
 from gateway.ignore import IgnoreLists
 from gateway.reconcile import (
     MUTABLE_INVOICE_FIELDS,
@@ -28,7 +29,17 @@ from gateway.reconcile import (
     decide_invoice_update,
 )
 from gateway.records import DEBTOR_DATA_FIELDS, Problem, notice
-from gateway.staging import analyze, stage_blocked, stage_closures, stage_debtors, stage_invoices
+from gateway.stage_rows import RowSource
+from gateway.staging import (
+    Staged,
+    analyze,
+    stage_blocked,
+    stage_closures,
+    stage_debtor_versions,
+    stage_debtors,
+    stage_invoices,
+    stage_source,
+)
 from gateway.store import bulk_insert, driver_datetime, execute_many
 from gateway.tables import debtors, invoices, payments
 
@@ -60,9 +71,14 @@ def reconcile_staged(
     explicit_empty: bool,
     guards: GuardSettings | None,
     ignore: IgnoreLists,
+    first: FirstImport | None = None,
 ) -> Applied:
-    """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release)."""
+    """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release).
+    ``first``: the batches went into an empty administration as they were staged (``first_import``)."""
     counts = Counts(rows=rows)
+    if first is not None:  # nothing was stored: nothing to hold, compare or close
+        counts.debtors_created, counts.invoices_created = first.settle(conn)
+        return Applied(counts, problems=_link_documents(conn, ctx, counts))
     analyze(conn, "invoices", "debtors")
     to_close = _stage_closures(conn, ctx, ignore)
     if guards is not None:
@@ -85,12 +101,51 @@ def reconcile_staged(
         counts.debtors_updated = _update_debtors(conn, ctx)
     problems = _update_invoices(conn, ctx, counts) if invoices_before else []
     counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before)
-    if counts.invoices_created:
-        linked = link_waiting_documents(conn, ctx.administration_id, ctx.run_id, ctx.now)
-        if linked:
-            problems.append(notice("documents_linked", f"{linked} earlier document(s) linked to new invoices"))
+    problems.extend(_link_documents(conn, ctx, counts))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
+
+
+def first_import(conn: Connection, ctx: RunContext) -> FirstImport | None:
+    """Batch-by-batch inserts for an import into an empty administration on SQLite (``gateway.first_import``)."""
+    if conn.dialect.name != "sqlite" or not is_empty(conn, ctx.administration_id):
+        return None
+    return FirstImport(
+        ctx.administration_id,
+        new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
+        new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
+    )
+
+
+def import_rows(
+    conn: Connection,
+    ctx: RunContext,
+    source: RowSource,
+    *,
+    guards: GuardSettings | None,
+    ignore: IgnoreLists,
+    batchwise: bool = True,
+) -> tuple[Staged, Applied]:
+    """Stage a snapshot's rows and apply them: the whole import inside ``conn``'s transaction.
+    ``batchwise=False`` keeps a first import on the staged path (the tests compare both)."""
+    first = first_import(conn, ctx) if batchwise else None
+    staged = stage_source(conn, source, first.after_batch if first is not None else None)
+    snapshot = source.snapshot
+    applied = reconcile_staged(
+        conn, ctx, rows=snapshot.rows, explicit_empty=snapshot.explicit_empty, guards=guards, ignore=ignore, first=first
+    )
+    applied.counts.ignored = staged.ignored
+    return staged, applied
+
+
+def _link_documents(conn: Connection, ctx: RunContext, counts: Counts) -> list[Problem]:
+    """Documents that arrived before their invoice, linked to the invoices this run created."""
+    if not counts.invoices_created:
+        return []
+    linked = link_waiting_documents(conn, ctx.administration_id, ctx.run_id, ctx.now)
+    if not linked:
+        return []
+    return [notice("documents_linked", f"{linked} earlier document(s) linked to new invoices")]
 
 
 def _has_rows(conn: Connection, table: sa.Table, administration_id: int) -> bool:
@@ -123,17 +178,17 @@ def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> i
         total += len(keep)
 
 
-def _insert_new(conn: Connection, table: sa.Table, columns: list[str], select: sa.Select[Any], key: list[str]) -> int:
-    """INSERT … SELECT of the rows whose key is not stored yet; the number inserted.
+def _insert_new(dialect: str, table: sa.Table, columns: list[str], select: sa.Select[Any], key: list[str]) -> sa.Insert:
+    """INSERT … SELECT of the rows whose key is not stored yet (its rowcount: the number inserted).
 
     ``ON CONFLICT DO NOTHING`` rather than ``WHERE NOT EXISTS (SELECT … FROM table)``: an anti-join against
     the table being filled is planned as a nested loop when its statistics say it is empty (PostgreSQL),
     which turns a first import quadratic. (SQLite needs the SELECT's WHERE clause to parse the upsert.)
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = insert(table).from_select(columns, select).on_conflict_do_nothing(index_elements=key)
     # SQLAlchemy keeps the count of an INSERT only when asked to.
-    return conn.execute(statement.execution_options(preserve_rowcount=True)).rowcount
+    return statement.execution_options(preserve_rowcount=True)
 
 
 def _not_blocked_debtor(code: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -141,16 +196,20 @@ def _not_blocked_debtor(code: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
 
 
 def _insert_new_debtors(conn: Connection, ctx: RunContext) -> int:
-    s = stage_debtors
+    return conn.execute(new_debtors(conn.dialect.name, ctx, stage_debtors, sa.true())).rowcount
+
+
+def new_debtors(dialect: str, ctx: RunContext, source: sa.Table, where: sa.ColumnElement[bool]) -> sa.Insert:
+    """The debtors of ``source`` (stage_debtors, or stage_debtor_versions for a first import) not yet stored."""
     select = sa.select(
         sa.literal(ctx.administration_id),
-        s.c.code,
-        *(s.c[f] for f in DEBTOR_DATA_FIELDS),
+        source.c.code,
+        *(source.c[f] for f in DEBTOR_DATA_FIELDS),
         sa.literal(ctx.run_id),
         sa.literal(ctx.run_id),
-    ).where(sa.true())
+    ).where(where)
     columns = ["administration_id", "code", *DEBTOR_DATA_FIELDS, "created_run_id", "updated_run_id"]
-    return _insert_new(conn, debtors, columns, select, ["administration_id", "code"])
+    return _insert_new(dialect, debtors, columns, select, ["administration_id", "code"])
 
 
 def _update_debtors(conn: Connection, ctx: RunContext) -> int:
@@ -168,6 +227,15 @@ def _update_debtors(conn: Connection, ctx: RunContext) -> int:
 
 def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool) -> int:
     """``stored_before``: the administration had invoices before this run."""
+    dialect = conn.dialect.name
+    statement = new_invoices(dialect, ctx, sa.true(), skip_stored=stored_before and dialect == "sqlite")
+    return conn.execute(statement).rowcount
+
+
+def new_invoices(
+    dialect: str, ctx: RunContext, where: sa.ColumnElement[bool], *, skip_stored: bool = False
+) -> sa.Insert:
+    """The staged invoices (``where``) not yet stored, with their debtor's id, status and load time."""
     s, d, i = stage_invoices, debtors, invoices
     copied = [c for c in s.columns if c.name not in ("line", "debtor_code")]
     status = sa.case((s.c.amount_open_cents == 0, "paid"), else_="open")
@@ -184,9 +252,9 @@ def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool)
             sa.literal(ctx.run_id),
         )
         .select_from(s.join(d, sa.and_(d.c.administration_id == ctx.administration_id, d.c.code == s.c.debtor_code)))
-        .where(sa.true())
+        .where(where)
     )
-    if stored_before and conn.dialect.name == "sqlite":
+    if skip_stored:
         # Skip the stored numbers before the debtor join. A re-import of 1M stored rows took 1.3 s through
         # the upsert's conflict path and 0.7 s this way; into an empty administration the probe only costs
         # (+1.3 s for 1M new rows). Not on PostgreSQL: see ``_insert_new``.
@@ -202,7 +270,7 @@ def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool)
         "created_run_id",
         "updated_run_id",
     ]
-    return _insert_new(conn, i, columns, select, ["administration_id", "number"])
+    return _insert_new(dialect, i, columns, select, ["administration_id", "number"])
 
 
 _UPDATE_INVOICE = (

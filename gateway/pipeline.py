@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy.engine import Connection, Engine
 
-from gateway.apply import RunContext, reconcile_staged
+from gateway.apply import RunContext, import_rows
 from gateway.archive import archive_relpath, hash_stream, move_into_archive, write_report
 from gateway.archive_plan import is_member, nested_archive_error
 from gateway.config import Administration, Config
@@ -48,7 +48,7 @@ from gateway.runs import (
     start_run,
 )
 from gateway.stage_rows import LocalRows, RowSource, StagePolicy
-from gateway.staging import discard_stage, naive_utc, stage_source
+from gateway.staging import discard_stage, naive_utc
 from gateway.store import ensure_administration, transaction
 from gateway.unpack import claim_members, unpack, work_folder
 from parsers.detect import Kind, open_items_format, sniff
@@ -298,16 +298,8 @@ class Pipeline:
         with self._row_source(stream, fmt, parse, admin, policy, naive_utc(conn)) as source:
             snapshot = source.snapshot
             check_administration(snapshot, admin)
-            staged = stage_source(conn, source)
-        applied = reconcile_staged(
-            conn,
-            ctx,
-            rows=snapshot.rows,
-            explicit_empty=snapshot.explicit_empty,
-            guards=admin.guards if guards_enabled else None,
-            ignore=ignore,
-        )
-        applied.counts.ignored = staged.ignored
+            guards = admin.guards if guards_enabled else None
+            staged, applied = import_rows(conn, ctx, source, guards=guards, ignore=ignore)
         problems = [*extra_problems, *snapshot.problems, *staged.problems, *applied.problems]
         status = "held" if applied.held else "performed"
         reason = applied.held if applied.held else (None if guards_enabled else "released by an operator")

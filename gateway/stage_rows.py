@@ -175,9 +175,10 @@ class RowSource(Protocol):
 class LocalRows:
     """The stage rows of a snapshot parsed in this process."""
 
-    def __init__(self, snapshot: Snapshot, policy: StagePolicy, naive_utc: bool):
+    def __init__(self, snapshot: Snapshot, policy: StagePolicy, naive_utc: bool, chunk: int = CHUNK):
         self.snapshot = snapshot
         self._rows = StageRows(policy, naive_utc)
+        self._chunk = chunk
 
     @property
     def blocked_invoices(self) -> set[str]:
@@ -188,4 +189,4 @@ class LocalRows:
         return self._rows.ignored
 
     def batches(self) -> Iterator[Batch]:
-        return self._rows.batches(self.snapshot.entries)
+        return self._rows.batches(self.snapshot.entries, self._chunk)

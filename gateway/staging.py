@@ -8,7 +8,7 @@ data is a warning and the last row wins; blocked keys (rows with errors, ignored
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -112,11 +112,16 @@ def naive_utc(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
-def stage_source(conn: Connection, source: RowSource) -> Staged:
-    """Stream the source's rows into the stage tables, then apply the file-wide rules."""
+def stage_source(
+    conn: Connection, source: RowSource, after_batch: Callable[[Connection], None] | None = None
+) -> Staged:
+    """Stream the source's rows into the stage tables, then apply the file-wide rules. ``after_batch`` runs
+    after each batch is staged (``gateway.first_import``)."""
     create_stage(conn)
     for batch in source.batches():
         stage_batch(conn, batch)
+        if after_batch is not None:
+            after_batch(conn)
     snapshot = source.snapshot
     blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)

@@ -11,12 +11,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.apply import Applied, RunContext, reconcile_staged
+from gateway.apply import Applied, RunContext, import_rows
 from gateway.config import GuardSettings, IgnoreSettings, KindSettings
 from gateway.ignore import IgnoreLists
 from gateway.records import Debtor, Entry, Invoice, Snapshot
 from gateway.runs import start_run
-from gateway.staging import StagePolicy, drop_stage, stage_snapshot
+from gateway.stage_rows import CHUNK, LocalRows
+from gateway.staging import StagePolicy, drop_stage, naive_utc
 from gateway.store import ensure_administration, transaction
 from gateway.tables import debtors, invoices, payments
 
@@ -83,8 +84,11 @@ def apply_snapshot(
     error_rows: int = 0,
     ignore: IgnoreSettings = NO_IGNORE,
     kinds: KindSettings = DEFAULT_KINDS,
+    batchwise: bool = True,
+    chunk: int = CHUNK,
 ) -> Outcome:
-    """What the pipeline does with a snapshot, minus the file: stage, reconcile, one transaction."""
+    """What the pipeline does with a snapshot, minus the file: stage, reconcile, one transaction.
+    ``batchwise=False``: a first import on SQLite takes the staged path (``gateway.first_import``)."""
     lists = IgnoreLists.from_settings(ignore)
     with transaction(engine) as conn:
         admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
@@ -97,16 +101,14 @@ def apply_snapshot(
             blocked_debtors=set(blocked_debtors),
             explicit_empty=explicit_empty,
         )
-        staged = stage_snapshot(conn, snapshot, StagePolicy(kinds, lists, ZONE))
-        applied = reconcile_staged(
+        staged, applied = import_rows(
             conn,
             RunContext(admin_id, run_id, now, now.date()),
-            rows=snapshot.rows,
-            explicit_empty=explicit_empty,
+            LocalRows(snapshot, StagePolicy(kinds, lists, ZONE), naive_utc(conn), chunk),
             guards=guards,
             ignore=lists,
+            batchwise=batchwise,
         )
-        applied.counts.ignored = staged.ignored
         drop_stage(conn)
         return Outcome(applied, [*staged.problems, *applied.problems])
 

@@ -1,0 +1,130 @@
+"""The first import into an empty administration on SQLite goes into the business tables batch by batch
+(``gateway.first_import``); its result must be exactly the staged path's, whatever the batches cut."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from gateway.apply import RunContext, first_import
+from gateway.config import IgnoreSettings, KindSettings
+from gateway.records import DEBTOR_DATA_FIELDS, Entry
+from gateway.runs import start_run
+from gateway.store import ensure_administration, make_engine, migrate, transaction
+from gateway.tables import debtors, invoices, payments
+from tests.test_reconcile_db import apply_snapshot, debtor, entry, invoice
+
+KINDS = KindSettings(zero_amount="skip", prepaid="import_no_send", credit_note="import_and_send")
+IGNORE = IgnoreSettings(invoices=("TMP*",), debtors=("D9",))
+
+
+def tricky_snapshot() -> list[Entry]:
+    """Every file-wide rule of staging at once, spread over batches however they are cut."""
+    return [
+        entry(2, invoice("A1", "D1", "10.00", "10.00"), debtor("D1", city="Utrecht", email="a@d1.nl")),
+        entry(3, invoice("DUP", "D2", "20.00", "20.00"), debtor("D2")),  # a duplicate of line 9
+        entry(4, invoice("A2", "D1", "11.00", "0.00"), debtor("D1", city="Utrecht", email="a@d1.nl")),  # prepaid
+        entry(5, invoice("TWICE", "D3", "5.00", "5.00"), debtor("D3")),
+        entry(6, invoice("TWICE", "D3", "5.00", "4.00"), debtor("D3")),  # a duplicate in the same batch
+        entry(7, invoice("Z1", "D1", "0.00", "0.00"), debtor("D1", city="Zeist")),  # skipped kind, new data
+        entry(8, invoice("CR1", "D4", "-7.50", "-7.50"), debtor("D4")),
+        entry(9, invoice("DUP", "D2", "20.00", "15.00"), debtor("D2")),
+        entry(10, invoice("TMP-1", "D5", "3.00", "3.00"), debtor("D5")),  # ignored: D5 has no other row
+        entry(11, invoice("K1", "D9", "3.00", "3.00"), debtor("D9")),  # ignored debtor
+        entry(12, invoice("ERR", "D6", "9.00", "9.00"), debtor("D6")),  # its number has an error row too
+        entry(13, invoice("A3", "D1", "12.00", "12.00"), debtor("D1", city="Amersfoort")),  # email left out
+        entry(14, invoice("B1", "D7", "8.00", "8.00"), debtor("D7")),  # D7 is a blocked debtor
+    ]
+
+
+def database_state(engine: Engine) -> dict[str, Any]:
+    """Every stored debtor and invoice by its natural key (not by id: the paths may use other ids)."""
+    d, i = debtors, invoices
+    with engine.connect() as conn:
+        debtor_rows = conn.execute(sa.select(d.c.code, *(d.c[f] for f in DEBTOR_DATA_FIELDS), d.c.created_run_id))
+        invoice_columns = [c for c in i.columns if c.name not in ("id", "debtor_id")]
+        invoice_rows = conn.execute(sa.select(*invoice_columns, d.c.code).join(d, d.c.id == i.c.debtor_id))
+        return {
+            "debtors": {r[0]: tuple(r[1:]) for r in debtor_rows},
+            "invoices": {r.number: tuple(r) for r in invoice_rows},
+            "payments": conn.execute(sa.select(sa.func.count()).select_from(payments)).scalar_one(),
+        }
+
+
+def imported(tmp_path: Path, name: str, snapshots: list[list[Entry]], now: datetime, **options: Any) -> Any:
+    engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+    migrate(engine)
+    try:
+        outcomes = [
+            apply_snapshot(
+                engine,
+                rows,
+                now + timedelta(hours=n),
+                kinds=KINDS,
+                ignore=IGNORE,
+                blocked_invoices=("ERR",),
+                blocked_debtors=("D7",),
+                error_rows=1,
+                **options,
+            )
+            for n, rows in enumerate(snapshots)
+        ]
+        return database_state(engine), [(o.applied.counts, o.applied.held, o.problems) for o in outcomes]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 10_000])
+def test_batchwise_first_import_equals_the_staged_path(tmp_path: Path, fixed_now: datetime, chunk: int) -> None:
+    snapshots = [tricky_snapshot()]
+    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, chunk=chunk)
+    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, chunk=chunk)
+    assert batchwise == staged
+    state, ((counts, held, problems),) = batchwise
+    # The outcome itself, so that both paths cannot agree on a wrong result.
+    assert held is None
+    assert set(state["invoices"]) == {"A1", "A2", "CR1", "A3", "B1"}
+    assert counts.invoices_created == 5 and counts.debtors_created == 6  # D1-D4, D6, D7 (not ignored D5, D9)
+    assert state["debtors"]["D1"][DEBTOR_DATA_FIELDS.index("city")] == "Amersfoort", "the last row wins"
+    assert state["debtors"]["D1"][DEBTOR_DATA_FIELDS.index("email")] is None, "as delivered on the last row"
+    assert state["invoices"]["A2"][list(invoices.c.keys()).index("status") - 2] == "paid"
+    assert sorted((p.row, p.code) for p in problems if p.code == "duplicate_invoice_number") == [
+        (3, "duplicate_invoice_number"),
+        (5, "duplicate_invoice_number"),
+        (6, "duplicate_invoice_number"),
+        (9, "duplicate_invoice_number"),
+    ]
+
+
+def test_a_later_import_after_a_batchwise_first_one_equals_the_staged_path(tmp_path: Path, fixed_now: datetime) -> None:
+    follow_up = [
+        entry(2, invoice("A1", "D1", "10.00", "4.00"), debtor("D1", city="Baarn")),
+        entry(3, invoice("DUP", "D2", "20.00", "20.00"), debtor("D2")),  # no longer a duplicate: created now
+        entry(4, invoice("N1", "D8", "6.00", "6.00"), debtor("D8")),
+    ]
+    snapshots = [tricky_snapshot(), follow_up]
+    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, chunk=2)
+    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, chunk=2)
+    assert batchwise == staged
+    state, outcomes = batchwise
+    counts = outcomes[1][0]
+    assert (counts.invoices_created, counts.invoices_updated, counts.invoices_closed) == (2, 1, 3)
+    assert state["payments"] == 4  # A1 paid 6.00; CR1, A3 and B1 disappeared (A2 was paid already)
+
+
+def test_only_an_empty_administration_on_sqlite_is_imported_batchwise(engine: Engine, fixed_now: datetime) -> None:
+    def decision() -> bool:
+        with transaction(engine) as conn:
+            admin_id = ensure_administration(conn, "ACME", "Acme B.V.", fixed_now)
+            run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=fixed_now)
+            return first_import(conn, RunContext(admin_id, run_id, fixed_now, fixed_now.date())) is not None
+
+    sqlite = engine.dialect.name == "sqlite"
+    assert decision() is sqlite
+    apply_snapshot(engine, [entry(2, invoice("A1", "D1", "10.00", "10.00"))], fixed_now)
+    assert decision() is False, "an administration with invoices is compared and closed on the staged path"
