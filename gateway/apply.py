@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from gateway.batchwise import Changes, FirstImport, StageFirst, rowid, rowid_between, stored
 from gateway.config import GuardSettings
 from gateway.documents import link_waiting_documents
-from gateway.first_import import FirstImport, is_empty, rowid_between
 from gateway.ignore import IgnoreLists
 from gateway.reconcile import (
     MUTABLE_INVOICE_FIELDS,
@@ -34,6 +34,7 @@ from gateway.staging import (
     Staged,
     analyze,
     stage_blocked,
+    stage_changed,
     stage_closures,
     stage_debtor_versions,
     stage_debtors,
@@ -71,13 +72,13 @@ def reconcile_staged(
     explicit_empty: bool,
     guards: GuardSettings | None,
     ignore: IgnoreLists,
-    first: FirstImport | None = None,
+    batchwise: FirstImport | Changes | None = None,
 ) -> Applied:
     """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release).
-    ``first``: the batches went into an empty administration as they were staged (``first_import``)."""
+    ``batchwise``: part of the work was done on each batch as it was staged (``gateway.batchwise``)."""
     counts = Counts(rows=rows)
-    if first is not None:  # nothing was stored: nothing to hold, compare or close
-        counts.debtors_created, counts.invoices_created = first.settle(conn)
+    if isinstance(batchwise, FirstImport):  # nothing was stored: nothing to hold, compare or close
+        counts.debtors_created, counts.invoices_created = batchwise.settle(conn)
         return Applied(counts, problems=_link_documents(conn, ctx, counts))
     analyze(conn, "invoices", "debtors")
     to_close = _stage_closures(conn, ctx, ignore)
@@ -99,22 +100,30 @@ def reconcile_staged(
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
     if debtors_before:  # else every staged debtor was just created as delivered: nothing to update
         counts.debtors_updated = _update_debtors(conn, ctx)
-    problems = _update_invoices(conn, ctx, counts) if invoices_before else []
+    problems = _update_invoices(conn, ctx, counts, isinstance(batchwise, Changes)) if invoices_before else []
     counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before)
     problems.extend(_link_documents(conn, ctx, counts))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
 
 
-def first_import(conn: Connection, ctx: RunContext) -> FirstImport | None:
-    """Batch-by-batch inserts for an import into an empty administration on SQLite (``gateway.first_import``)."""
-    if conn.dialect.name != "sqlite" or not is_empty(conn, ctx.administration_id):
+def batchwise_work(conn: Connection, ctx: RunContext) -> FirstImport | Changes | None:
+    """What can be done on each batch while the file is read (SQLite, ``gateway.batchwise``): all the
+    inserts into an empty administration, or finding the stored invoices that the rows change."""
+    if conn.dialect.name != "sqlite":
         return None
-    return FirstImport(
-        ctx.administration_id,
-        new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
-        new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
-    )
+    state = stored(conn, ctx.administration_id)
+    if state == "empty":
+        return FirstImport(
+            ctx.administration_id,
+            new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
+            new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
+        )
+    if state == "invoices":
+        columns = (invoices.c.id, rowid(stage_invoices))
+        found = changed_invoices(ctx, columns, stage_first=True).where(rowid_between(stage_invoices))
+        return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found))
+    return None
 
 
 def import_rows(
@@ -127,12 +136,18 @@ def import_rows(
     batchwise: bool = True,
 ) -> tuple[Staged, Applied]:
     """Stage a snapshot's rows and apply them: the whole import inside ``conn``'s transaction.
-    ``batchwise=False`` keeps a first import on the staged path (the tests compare both)."""
-    first = first_import(conn, ctx) if batchwise else None
-    staged = stage_source(conn, source, first.after_batch if first is not None else None)
+    ``batchwise=False`` does all the work after the last row (the tests compare both)."""
+    work = batchwise_work(conn, ctx) if batchwise else None
+    staged = stage_source(conn, source, work.after_batch if work is not None else None)
     snapshot = source.snapshot
     applied = reconcile_staged(
-        conn, ctx, rows=snapshot.rows, explicit_empty=snapshot.explicit_empty, guards=guards, ignore=ignore, first=first
+        conn,
+        ctx,
+        rows=snapshot.rows,
+        explicit_empty=snapshot.explicit_empty,
+        guards=guards,
+        ignore=ignore,
+        batchwise=work,
     )
     applied.counts.ignored = staged.ignored
     return staged, applied
@@ -281,9 +296,13 @@ _UPDATE_INVOICE = (
 )
 
 
-def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts) -> list[Problem]:
-    """Stored invoices that the snapshot delivers with a difference: decide each, write in batches."""
+def changed_invoices(
+    ctx: RunContext, columns: Sequence[sa.ColumnElement[Any]], *, stage_first: bool = False
+) -> sa.Select[Any]:
+    """``columns`` of the stored invoices that a staged row delivers with a difference (joined: ``stage_invoices``
+    s, ``invoices`` i, ``debtors`` d). ``stage_first``: the stage is the outer loop (``gateway.batchwise``)."""
     s, i, d = stage_invoices, invoices, debtors
+    join = StageFirst if stage_first else sa.join
     frozen_differs = sa.or_(
         i.c.invoice_date != s.c.invoice_date,
         i.c.due_date != s.c.due_date,
@@ -292,35 +311,50 @@ def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts) -> list[
         d.c.code != s.c.debtor_code,
     )
     mutable_differs = [sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(i.c[f])) for f in MUTABLE_INVOICE_FIELDS]
-    query = (
-        sa.select(
-            i.c.id,
-            i.c.number,
-            d.c.code,
-            i.c.invoice_date,
-            i.c.due_date,
-            i.c.amount_total_cents,
-            i.c.currency,
-            i.c.amount_open_cents,
-            i.c.status,
-            *(i.c[f] for f in MUTABLE_INVOICE_FIELDS),
-            s.c.line,
-            s.c.debtor_code,
-            s.c.invoice_date,
-            s.c.due_date,
-            s.c.amount_total_cents,
-            s.c.currency,
-            s.c.amount_open_cents,
-            *(s.c[f] for f in MUTABLE_INVOICE_FIELDS),
-        )
+    return (
+        sa.select(*columns)
         .select_from(
-            s.join(i, sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)).join(
+            join(s, i, sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)).join(
                 d, d.c.id == i.c.debtor_id
             )
         )
         .where(sa.or_(i.c.amount_open_cents != s.c.amount_open_cents, frozen_differs, *mutable_differs))
-        .order_by(i.c.id)
     )
+
+
+def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts, found: bool) -> list[Problem]:
+    """Stored invoices that the snapshot delivers with a difference: decide each, write in batches.
+    ``found``: ``stage_changed`` lists them already (``gateway.batchwise``); its rows of blocked numbers
+    have no stage row any more."""
+    s, i, d = stage_invoices, invoices, debtors
+    columns = (
+        i.c.id,
+        i.c.number,
+        d.c.code,
+        i.c.invoice_date,
+        i.c.due_date,
+        i.c.amount_total_cents,
+        i.c.currency,
+        i.c.amount_open_cents,
+        i.c.status,
+        *(i.c[f] for f in MUTABLE_INVOICE_FIELDS),
+        s.c.line,
+        s.c.debtor_code,
+        s.c.invoice_date,
+        s.c.due_date,
+        s.c.amount_total_cents,
+        s.c.currency,
+        s.c.amount_open_cents,
+        *(s.c[f] for f in MUTABLE_INVOICE_FIELDS),
+    )
+    if found:
+        c = stage_changed
+        query = sa.select(*columns).select_from(
+            c.join(s, rowid(s) == c.c.stage_rowid).join(i, i.c.id == c.c.invoice_id).join(d, d.c.id == i.c.debtor_id)
+        )
+    else:
+        query = changed_invoices(ctx, columns)
+    query = query.order_by(i.c.id)
     m = len(MUTABLE_INVOICE_FIELDS)
     problems: list[Problem] = []
     after = 0

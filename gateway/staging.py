@@ -55,6 +55,14 @@ stage_blocked = sa.Table(
     sa.Column("key", sa.String(255), primary_key=True),
     prefixes=["TEMPORARY"],
 )
+# Stored invoices that a staged row changes, found batch by batch while the file is read (gateway.batchwise).
+stage_changed = sa.Table(
+    "stage_changed",
+    stage_metadata,
+    sa.Column("invoice_id", sa.Integer, nullable=False),
+    sa.Column("stage_rowid", sa.Integer, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 stage_closures = sa.Table(
     "stage_closures",
     stage_metadata,
@@ -116,7 +124,7 @@ def stage_source(
     conn: Connection, source: RowSource, after_batch: Callable[[Connection], None] | None = None
 ) -> Staged:
     """Stream the source's rows into the stage tables, then apply the file-wide rules. ``after_batch`` runs
-    after each batch is staged (``gateway.first_import``)."""
+    after each batch is staged (``gateway.batchwise``)."""
     create_stage(conn)
     for batch in source.batches():
         stage_batch(conn, batch)

@@ -88,7 +88,7 @@ def apply_snapshot(
     chunk: int = CHUNK,
 ) -> Outcome:
     """What the pipeline does with a snapshot, minus the file: stage, reconcile, one transaction.
-    ``batchwise=False``: a first import on SQLite takes the staged path (``gateway.first_import``)."""
+    ``batchwise=False``: a first import on SQLite does all of reconcile after the last row (``gateway.batchwise``)."""
     lists = IgnoreLists.from_settings(ignore)
     with transaction(engine) as conn:
         admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)

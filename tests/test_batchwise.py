@@ -1,9 +1,10 @@
-"""The first import into an empty administration on SQLite goes into the business tables batch by batch
-(``gateway.first_import``); its result must be exactly the staged path's, whatever the batches cut."""
+"""Reconcile work done on each staged batch (``gateway.batchwise``, SQLite): the first import into an empty
+administration, and finding the changed invoices of a later one. The result must be exactly the staged
+path's, whatever the batches cut."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.apply import RunContext, first_import
+from gateway.apply import RunContext, batchwise_work
+from gateway.batchwise import Changes, FirstImport
 from gateway.config import IgnoreSettings, KindSettings
 from gateway.records import DEBTOR_DATA_FIELDS, Entry
 from gateway.runs import start_run
@@ -101,30 +103,53 @@ def test_batchwise_first_import_equals_the_staged_path(tmp_path: Path, fixed_now
     ]
 
 
-def test_a_later_import_after_a_batchwise_first_one_equals_the_staged_path(tmp_path: Path, fixed_now: datetime) -> None:
-    follow_up = [
-        entry(2, invoice("A1", "D1", "10.00", "4.00"), debtor("D1", city="Baarn")),
+def tricky_reimport() -> list[Entry]:
+    """A later snapshot of ``tricky_snapshot``: changes of every kind, and the file-wide rules again."""
+    return [
+        entry(2, invoice("A1", "D1", "10.00", "4.00", description="paid in part"), debtor("D1", city="Baarn")),
         entry(3, invoice("DUP", "D2", "20.00", "20.00"), debtor("D2")),  # no longer a duplicate: created now
-        entry(4, invoice("N1", "D8", "6.00", "6.00"), debtor("D8")),
+        entry(4, invoice("CR1", "D4", "-7.50", "-7.50"), debtor("D4")),  # unchanged
+        entry(5, invoice("A3", "D1", "12.00", "12.00", due=date(2026, 4, 30)), debtor("D1")),  # frozen change
+        entry(6, invoice("A2", "D1", "11.00", "11.00"), debtor("D1")),  # reopened
+        entry(7, invoice("B1", "D7", "8.00", "2.00"), debtor("D7")),  # D7 is blocked, not its invoice
+        entry(8, invoice("N1", "D8", "6.00", "6.00"), debtor("D8")),
+        entry(9, invoice("A1", "D1", "10.00", "3.00"), debtor("D1")),  # A1 twice: neither copy applies
+        entry(10, invoice("ERR", "D6", "9.00", "1.00"), debtor("D6")),  # blocked by its error row
     ]
-    snapshots = [tricky_snapshot(), follow_up]
-    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, chunk=2)
-    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, chunk=2)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 4, 10_000])
+def test_a_later_import_equals_the_staged_path(tmp_path: Path, fixed_now: datetime, chunk: int) -> None:
+    snapshots = [tricky_snapshot(), tricky_reimport()]
+    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, chunk=chunk)
+    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, chunk=chunk)
     assert batchwise == staged
     state, outcomes = batchwise
-    counts = outcomes[1][0]
-    assert (counts.invoices_created, counts.invoices_updated, counts.invoices_closed) == (2, 1, 3)
-    assert state["payments"] == 4  # A1 paid 6.00; CR1, A3 and B1 disappeared (A2 was paid already)
+    counts, held, problems = outcomes[1]
+    assert held is None
+    assert (counts.invoices_created, counts.invoices_updated, counts.invoices_closed) == (2, 2, 0)
+    status = list(invoices.c.keys()).index("status") - 2
+    assert {n: row[status] for n, row in state["invoices"].items()} == {
+        "A1": "open",  # not updated: delivered twice
+        "A2": "open",
+        "A3": "open",
+        "B1": "open",
+        "CR1": "open",
+        "DUP": "open",
+        "N1": "open",
+    }
+    assert [p.row for p in problems if p.code == "frozen_field_changed"] == [5]
+    assert state["payments"] == 2  # A2 reopened (a negative payment of 11.00) and B1 paid 6.00
 
 
-def test_only_an_empty_administration_on_sqlite_is_imported_batchwise(engine: Engine, fixed_now: datetime) -> None:
-    def decision() -> bool:
+def test_the_batchwise_work_fits_what_is_stored(engine: Engine, fixed_now: datetime) -> None:
+    def work() -> object:
         with transaction(engine) as conn:
             admin_id = ensure_administration(conn, "ACME", "Acme B.V.", fixed_now)
             run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=fixed_now)
-            return first_import(conn, RunContext(admin_id, run_id, fixed_now, fixed_now.date())) is not None
+            return batchwise_work(conn, RunContext(admin_id, run_id, fixed_now, fixed_now.date()))
 
     sqlite = engine.dialect.name == "sqlite"
-    assert decision() is sqlite
+    assert isinstance(work(), FirstImport) if sqlite else work() is None
     apply_snapshot(engine, [entry(2, invoice("A1", "D1", "10.00", "10.00"))], fixed_now)
-    assert decision() is False, "an administration with invoices is compared and closed on the staged path"
+    assert isinstance(work(), Changes) if sqlite else work() is None
