@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from gateway.batchwise import Changes, FirstImport, StageFirst, rowid, rowid_between, stored
+from gateway.batchwise import Changes, FirstImport, rowid, rowid_between, stored
 from gateway.config import GuardSettings
 from gateway.documents import link_waiting_documents
 from gateway.ignore import IgnoreLists
@@ -101,7 +101,7 @@ def reconcile_staged(
     if debtors_before:  # else every staged debtor was just created as delivered: nothing to update
         counts.debtors_updated = _update_debtors(conn, ctx)
     problems = _update_invoices(conn, ctx, counts, isinstance(batchwise, Changes)) if invoices_before else []
-    counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before)
+    counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before, isinstance(batchwise, Changes))
     problems.extend(_link_documents(conn, ctx, counts))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
@@ -121,7 +121,7 @@ def batchwise_work(conn: Connection, ctx: RunContext) -> FirstImport | Changes |
         )
     if state == "invoices":
         columns = (invoices.c.id, rowid(stage_invoices))
-        found = changed_invoices(ctx, columns, stage_first=True).where(rowid_between(stage_invoices))
+        found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(stage_invoices))
         return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found))
     return None
 
@@ -240,9 +240,13 @@ def _update_debtors(conn: Connection, ctx: RunContext) -> int:
     return conn.execute(statement).rowcount
 
 
-def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool) -> int:
-    """``stored_before``: the administration had invoices before this run."""
+def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool, listed: bool) -> int:
+    """``stored_before``: the administration had invoices before this run. ``listed``: ``stage_changed``
+    lists the staged rows of numbers not stored (``gateway.batchwise``)."""
     dialect = conn.dialect.name
+    if listed:
+        new = sa.select(stage_changed.c.stage_rowid).where(stage_changed.c.invoice_id.is_(None))
+        return conn.execute(new_invoices(dialect, ctx, rowid(stage_invoices).in_(new))).rowcount
     statement = new_invoices(dialect, ctx, sa.true(), skip_stored=stored_before and dialect == "sqlite")
     return conn.execute(statement).rowcount
 
@@ -297,12 +301,12 @@ _UPDATE_INVOICE = (
 
 
 def changed_invoices(
-    ctx: RunContext, columns: Sequence[sa.ColumnElement[Any]], *, stage_first: bool = False
+    ctx: RunContext, columns: Sequence[sa.ColumnElement[Any]], *, with_new: bool = False
 ) -> sa.Select[Any]:
     """``columns`` of the stored invoices that a staged row delivers with a difference (joined: ``stage_invoices``
-    s, ``invoices`` i, ``debtors`` d). ``stage_first``: the stage is the outer loop (``gateway.batchwise``)."""
+    s, ``invoices`` i, ``debtors`` d). ``with_new``: also the staged rows of numbers not stored (their i and d
+    are NULL); the outer join keeps the stage as the outer loop, as ``gateway.batchwise`` needs on SQLite."""
     s, i, d = stage_invoices, invoices, debtors
-    join = StageFirst if stage_first else sa.join
     frozen_differs = sa.or_(
         i.c.invoice_date != s.c.invoice_date,
         i.c.due_date != s.c.due_date,
@@ -311,15 +315,12 @@ def changed_invoices(
         d.c.code != s.c.debtor_code,
     )
     mutable_differs = [sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(i.c[f])) for f in MUTABLE_INVOICE_FIELDS]
-    return (
-        sa.select(*columns)
-        .select_from(
-            join(s, i, sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)).join(
-                d, d.c.id == i.c.debtor_id
-            )
-        )
-        .where(sa.or_(i.c.amount_open_cents != s.c.amount_open_cents, frozen_differs, *mutable_differs))
-    )
+    differs = sa.or_(i.c.amount_open_cents != s.c.amount_open_cents, frozen_differs, *mutable_differs)
+    stored = sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
+    if with_new:
+        joined = s.outerjoin(i, stored).outerjoin(d, d.c.id == i.c.debtor_id)
+        return sa.select(*columns).select_from(joined).where(sa.or_(i.c.id.is_(None), differs))
+    return sa.select(*columns).select_from(s.join(i, stored).join(d, d.c.id == i.c.debtor_id)).where(differs)
 
 
 def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts, found: bool) -> list[Problem]:

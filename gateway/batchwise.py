@@ -11,10 +11,12 @@ Part of it needs only the rows at hand and the stored state, which nothing else 
   file-wide rules: an invoice number that they blocked (a duplicate, a row with errors, an ignored item) is
   deleted again (the first copy of a duplicate was inserted, the later ones were conflicts); a debtor whose
   data changed from one row to another gets the data of its last row, where it was created from its first.
-- ``Changes``: in an administration with invoices, each batch's stored invoices that it delivers with a
-  difference are listed in ``stage_changed``; reconcile decides and writes them after the last row, from
-  that list instead of a join of the whole stage with ``invoices``. Rows of numbers blocked later drop out
-  there by themselves: the file-wide rules delete them from the stage.
+- ``Changes``: in an administration with invoices, each batch's rows that change a stored invoice, and
+  those of numbers not stored, are listed in ``stage_changed`` (one outer join per batch with
+  ``invoices``). After the last row reconcile decides and writes the changed ones and inserts the new ones
+  from that list, instead of joining the whole stage with ``invoices`` twice. Rows of numbers blocked
+  later drop out there by themselves: the file-wide rules delete them from the stage. Nothing is written
+  to the business tables before the guards have been decided, as on the staged path.
 
 The result is the staged path's exactly (the tests compare both for every batch cut). SQLite only: batches
 are told apart by the stage tables' ``rowid``; PostgreSQL does all of it after the last row.
@@ -23,13 +25,10 @@ are told apart by the stage tables' ``rowid``; PostgreSQL does all of it after t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.selectable import Join
 
 from gateway.records import DEBTOR_DATA_FIELDS
 from gateway.staging import stage_blocked, stage_debtor_versions, stage_debtors, stage_invoices
@@ -76,7 +75,8 @@ class FirstImport:
 
 @dataclass
 class Changes:
-    """Lists, batch by batch, the stored invoices that staged rows change (``find``: into stage_changed)."""
+    """Lists, batch by batch, the staged rows that change a stored invoice or are new (``find``: into
+    stage_changed)."""
 
     find: sa.Insert
     _seen: int = 0
@@ -102,23 +102,6 @@ def rowid(table: sa.Table) -> sa.ColumnElement[int]:
 def rowid_between(table: sa.Table) -> sa.ColumnElement[bool]:
     """The rows of ``table`` staged after ``:seen`` up to ``:last`` (bound at execution)."""
     return sa.and_(rowid(table) > sa.bindparam("seen"), rowid(table) <= sa.bindparam("last"))
-
-
-class StageFirst(Join):
-    """A join that SQLite runs with its left side as the outer loop: ``CROSS JOIN … ON`` (SQLite's way to fix
-    the order). Joining a batch's stage rows (a rowid range) with ``invoices``, its planner would rather
-    scan every invoice of the administration and look up the stage range for each: quadratic per file."""
-
-    inherit_cache = True
-
-
-@compiles(StageFirst)
-def _cross_join(join: StageFirst, compiler: SQLCompiler, **kw: Any) -> str:
-    assert join.onclause is not None
-    kw["asfrom"] = True
-    left = join.left._compiler_dispatch(compiler, **kw)
-    right = join.right._compiler_dispatch(compiler, **kw)
-    return f"{left} CROSS JOIN {right} ON {join.onclause._compiler_dispatch(compiler, **kw)}"
 
 
 def stored(conn: Connection, administration_id: int) -> Literal["empty", "debtors", "invoices"]:

@@ -55,11 +55,12 @@ stage_blocked = sa.Table(
     sa.Column("key", sa.String(255), primary_key=True),
     prefixes=["TEMPORARY"],
 )
-# Stored invoices that a staged row changes, found batch by batch while the file is read (gateway.batchwise).
+# Staged rows that change a stored invoice (invoice_id) or are new (NULL), found batch by batch while the
+# file is read (gateway.batchwise).
 stage_changed = sa.Table(
     "stage_changed",
     stage_metadata,
-    sa.Column("invoice_id", sa.Integer, nullable=False),
+    sa.Column("invoice_id", sa.Integer),
     sa.Column("stage_rowid", sa.Integer, nullable=False),
     prefixes=["TEMPORARY"],
 )

@@ -153,3 +153,21 @@ def test_the_batchwise_work_fits_what_is_stored(engine: Engine, fixed_now: datet
     assert isinstance(work(), FirstImport) if sqlite else work() is None
     apply_snapshot(engine, [entry(2, invoice("A1", "D1", "10.00", "10.00"))], fixed_now)
     assert isinstance(work(), Changes) if sqlite else work() is None
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10_000])
+def test_a_held_later_import_writes_nothing_on_either_path(tmp_path: Path, fixed_now: datetime, chunk: int) -> None:
+    first = [entry(n, invoice(f"H{n}", f"D{n % 4}", "10.00", "10.00")) for n in range(2, 202)]
+    mostly_gone = [
+        entry(2, invoice("H2", "D2", "10.00", "5.00")),
+        entry(3, invoice("NEW1", "D99", "10.00", "10.00"), debtor("D99")),
+        entry(4, invoice("NEW2", "D2", "10.00", "10.00")),
+    ]
+    snapshots = [first, mostly_gone]
+    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, chunk=chunk)
+    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, chunk=chunk)
+    assert batchwise == staged
+    state, outcomes = batchwise
+    assert outcomes[1][1] is not None and "drop guard" in outcomes[1][1]
+    assert len(state["invoices"]) == 200 and "D99" not in state["debtors"], "a held run writes nothing"
+    assert state["payments"] == 0
