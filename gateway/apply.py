@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from gateway.batchwise import Changes, FirstImport, rowid, rowid_between, stored
+from gateway.batchwise import Changes, FirstImport, batchwise_work, rowid
 from gateway.config import GuardSettings
 from gateway.documents import link_waiting_documents
 from gateway.ignore import IgnoreLists
@@ -28,6 +27,8 @@ from gateway.reconcile import (
     decide_guard,
     decide_invoice_update,
 )
+from gateway.reconcile_sql import RunContext as RunContext  # re-exported: the pipeline's callers build it
+from gateway.reconcile_sql import changed_invoices, new_debtors, new_invoices
 from gateway.records import DEBTOR_DATA_FIELDS, Problem, notice
 from gateway.stage_rows import RowSource
 from gateway.staging import (
@@ -36,7 +37,6 @@ from gateway.staging import (
     stage_blocked,
     stage_changed,
     stage_closures,
-    stage_debtor_versions,
     stage_debtors,
     stage_invoices,
     stage_source,
@@ -54,14 +54,6 @@ class Applied:
     counts: Counts
     held: str | None = None
     problems: list[Problem] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RunContext:
-    administration_id: int
-    run_id: int
-    now: datetime
-    today: date
 
 
 def reconcile_staged(
@@ -105,25 +97,6 @@ def reconcile_staged(
     problems.extend(_link_documents(conn, ctx, counts))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
-
-
-def batchwise_work(conn: Connection, ctx: RunContext) -> FirstImport | Changes | None:
-    """What can be done on each batch while the file is read (SQLite, ``gateway.batchwise``): all the
-    inserts into an empty administration, or finding the stored invoices that the rows change."""
-    if conn.dialect.name != "sqlite":
-        return None
-    state = stored(conn, ctx.administration_id)
-    if state == "empty":
-        return FirstImport(
-            ctx.administration_id,
-            new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
-            new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
-        )
-    if state == "invoices":
-        columns = (invoices.c.id, rowid(stage_invoices))
-        found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(stage_invoices))
-        return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found))
-    return None
 
 
 def import_rows(
@@ -193,38 +166,12 @@ def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> i
         total += len(keep)
 
 
-def _insert_new(dialect: str, table: sa.Table, columns: list[str], select: sa.Select[Any], key: list[str]) -> sa.Insert:
-    """INSERT … SELECT of the rows whose key is not stored yet (its rowcount: the number inserted).
-
-    ``ON CONFLICT DO NOTHING`` rather than ``WHERE NOT EXISTS (SELECT … FROM table)``: an anti-join against
-    the table being filled is planned as a nested loop when its statistics say it is empty (PostgreSQL),
-    which turns a first import quadratic. (SQLite needs the SELECT's WHERE clause to parse the upsert.)
-    """
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).from_select(columns, select).on_conflict_do_nothing(index_elements=key)
-    # SQLAlchemy keeps the count of an INSERT only when asked to.
-    return statement.execution_options(preserve_rowcount=True)
-
-
 def _not_blocked_debtor(code: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     return ~sa.exists().where(stage_blocked.c.kind == "debtor", stage_blocked.c.key == code)
 
 
 def _insert_new_debtors(conn: Connection, ctx: RunContext) -> int:
     return conn.execute(new_debtors(conn.dialect.name, ctx, stage_debtors, sa.true())).rowcount
-
-
-def new_debtors(dialect: str, ctx: RunContext, source: sa.Table, where: sa.ColumnElement[bool]) -> sa.Insert:
-    """The debtors of ``source`` (stage_debtors, or stage_debtor_versions for a first import) not yet stored."""
-    select = sa.select(
-        sa.literal(ctx.administration_id),
-        source.c.code,
-        *(source.c[f] for f in DEBTOR_DATA_FIELDS),
-        sa.literal(ctx.run_id),
-        sa.literal(ctx.run_id),
-    ).where(where)
-    columns = ["administration_id", "code", *DEBTOR_DATA_FIELDS, "created_run_id", "updated_run_id"]
-    return _insert_new(dialect, debtors, columns, select, ["administration_id", "code"])
 
 
 def _update_debtors(conn: Connection, ctx: RunContext) -> int:
@@ -251,76 +198,12 @@ def _insert_new_invoices(conn: Connection, ctx: RunContext, stored_before: bool,
     return conn.execute(statement).rowcount
 
 
-def new_invoices(
-    dialect: str, ctx: RunContext, where: sa.ColumnElement[bool], *, skip_stored: bool = False
-) -> sa.Insert:
-    """The staged invoices (``where``) not yet stored, with their debtor's id, status and load time."""
-    s, d, i = stage_invoices, debtors, invoices
-    copied = [c for c in s.columns if c.name not in ("line", "debtor_code")]
-    status = sa.case((s.c.amount_open_cents == 0, "paid"), else_="open")
-    closed_at = sa.case((s.c.amount_open_cents == 0, sa.literal(ctx.now, i.c.closed_at.type)), else_=None)
-    select = (
-        sa.select(
-            sa.literal(ctx.administration_id),
-            d.c.id,
-            *copied,
-            status,
-            sa.literal(ctx.now, i.c.loaded_at.type),
-            closed_at,
-            sa.literal(ctx.run_id),
-            sa.literal(ctx.run_id),
-        )
-        .select_from(s.join(d, sa.and_(d.c.administration_id == ctx.administration_id, d.c.code == s.c.debtor_code)))
-        .where(where)
-    )
-    if skip_stored:
-        # Skip the stored numbers before the debtor join. A re-import of 1M stored rows took 1.3 s through
-        # the upsert's conflict path and 0.7 s this way; into an empty administration the probe only costs
-        # (+1.3 s for 1M new rows). Not on PostgreSQL: see ``_insert_new``.
-        stored = sa.select(i.c.id).where(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
-        select = select.where(~stored.exists())
-    columns = [
-        "administration_id",
-        "debtor_id",
-        *(c.name for c in copied),
-        "status",
-        "loaded_at",
-        "closed_at",
-        "created_run_id",
-        "updated_run_id",
-    ]
-    return _insert_new(dialect, i, columns, select, ["administration_id", "number"])
-
-
 _UPDATE_INVOICE = (
     "UPDATE invoices SET amount_open_cents = ?, status = ?, closed_at = CASE WHEN ? = 'paid' THEN "
     "COALESCE(closed_at, ?) ELSE NULL END, "
     + ", ".join(f"{f} = COALESCE(?, {f})" for f in MUTABLE_INVOICE_FIELDS)
     + ", updated_run_id = ? WHERE id = ?"
 )
-
-
-def changed_invoices(
-    ctx: RunContext, columns: Sequence[sa.ColumnElement[Any]], *, with_new: bool = False
-) -> sa.Select[Any]:
-    """``columns`` of the stored invoices that a staged row delivers with a difference (joined: ``stage_invoices``
-    s, ``invoices`` i, ``debtors`` d). ``with_new``: also the staged rows of numbers not stored (their i and d
-    are NULL); the outer join keeps the stage as the outer loop, as ``gateway.batchwise`` needs on SQLite."""
-    s, i, d = stage_invoices, invoices, debtors
-    frozen_differs = sa.or_(
-        i.c.invoice_date != s.c.invoice_date,
-        i.c.due_date != s.c.due_date,
-        i.c.amount_total_cents != s.c.amount_total_cents,
-        i.c.currency != s.c.currency,
-        d.c.code != s.c.debtor_code,
-    )
-    mutable_differs = [sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(i.c[f])) for f in MUTABLE_INVOICE_FIELDS]
-    differs = sa.or_(i.c.amount_open_cents != s.c.amount_open_cents, frozen_differs, *mutable_differs)
-    stored = sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
-    if with_new:
-        joined = s.outerjoin(i, stored).outerjoin(d, d.c.id == i.c.debtor_id)
-        return sa.select(*columns).select_from(joined).where(sa.or_(i.c.id.is_(None), differs))
-    return sa.select(*columns).select_from(s.join(i, stored).join(d, d.c.id == i.c.debtor_id)).where(differs)
 
 
 def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts, found: bool) -> list[Problem]:

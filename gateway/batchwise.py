@@ -30,8 +30,9 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from gateway.reconcile_sql import RunContext, changed_invoices, new_debtors, new_invoices
 from gateway.records import DEBTOR_DATA_FIELDS
-from gateway.staging import stage_blocked, stage_debtor_versions, stage_debtors, stage_invoices
+from gateway.staging import stage_blocked, stage_changed, stage_debtor_versions, stage_debtors, stage_invoices
 from gateway.tables import debtors, invoices
 
 
@@ -83,6 +84,25 @@ class Changes:
 
     def after_batch(self, conn: Connection) -> None:
         self._seen, _ = _insert_since(conn, self.find, stage_invoices, self._seen)
+
+
+def batchwise_work(conn: Connection, ctx: RunContext) -> FirstImport | Changes | None:
+    """What can be done on each batch while the file is read (SQLite): all the inserts into an empty
+    administration, or listing the rows that change a stored invoice or are new."""
+    if conn.dialect.name != "sqlite":
+        return None
+    state = stored(conn, ctx.administration_id)
+    if state == "empty":
+        return FirstImport(
+            ctx.administration_id,
+            new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
+            new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
+        )
+    if state == "invoices":
+        columns = (invoices.c.id, rowid(stage_invoices))
+        found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(stage_invoices))
+        return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found))
+    return None
 
 
 def _insert_since(conn: Connection, insert: sa.Insert, table: sa.Table, seen: int) -> tuple[int, int]:

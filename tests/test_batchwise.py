@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.apply import RunContext, batchwise_work
-from gateway.batchwise import Changes, FirstImport
+from gateway.apply import RunContext
+from gateway.batchwise import Changes, FirstImport, batchwise_work
 from gateway.config import IgnoreSettings, KindSettings
 from gateway.records import DEBTOR_DATA_FIELDS, Entry
 from gateway.runs import start_run
