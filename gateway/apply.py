@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.batchwise import Changes, FirstImport, batchwise_work, rowid
+from gateway.batchwise import Changes, FirstImport, Stored, batchwise_work, rowid, stored
 from gateway.config import GuardSettings
 from gateway.documents import link_waiting_documents
 from gateway.ignore import IgnoreLists
@@ -64,10 +64,12 @@ def reconcile_staged(
     explicit_empty: bool,
     guards: GuardSettings | None,
     ignore: IgnoreLists,
+    state: Stored,
     batchwise: FirstImport | Changes | None = None,
 ) -> Applied:
     """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release).
-    ``batchwise``: part of the work was done on each batch as it was staged (``gateway.batchwise``)."""
+    ``state``: what the administration had stored before the run (``batchwise.stored``). ``batchwise``: part
+    of the work was done on each batch as it was staged (``gateway.batchwise``)."""
     counts = Counts(rows=rows)
     if isinstance(batchwise, FirstImport):  # nothing was stored: nothing to hold, compare or close
         counts.debtors_created, counts.invoices_created = batchwise.settle(conn)
@@ -85,15 +87,15 @@ def reconcile_staged(
         )
         if reason:
             return Applied(counts, held=reason)
-    debtors_before = _has_rows(conn, debtors, ctx.administration_id)
-    invoices_before = _has_rows(conn, invoices, ctx.administration_id)
+    invoices_before = state == "invoices"
+    listed = isinstance(batchwise, Changes)
     counts.debtors_created = _insert_new_debtors(conn, ctx)
     if counts.debtors_created:
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
-    if debtors_before:  # else every staged debtor was just created as delivered: nothing to update
+    if state != "empty":  # else every staged debtor was just created as delivered: nothing to update
         counts.debtors_updated = _update_debtors(conn, ctx)
-    problems = _update_invoices(conn, ctx, counts, isinstance(batchwise, Changes)) if invoices_before else []
-    counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before, isinstance(batchwise, Changes))
+    problems = _update_invoices(conn, ctx, counts, listed) if invoices_before else []
+    counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before, listed)
     problems.extend(_link_documents(conn, ctx, counts))
     counts.invoices_closed += _close_missing(conn, ctx, to_close)
     return Applied(counts, problems=problems)
@@ -110,7 +112,8 @@ def import_rows(
 ) -> tuple[Staged, Applied]:
     """Stage a snapshot's rows and apply them: the whole import inside ``conn``'s transaction.
     ``batchwise=False`` does all the work after the last row (the tests compare both)."""
-    work = batchwise_work(conn, ctx) if batchwise else None
+    state = stored(conn, ctx.administration_id)  # staging writes no business table: still true after it
+    work = batchwise_work(conn, ctx, state) if batchwise else None
     staged = stage_source(conn, source, work.after_batch if work is not None else None)
     snapshot = source.snapshot
     applied = reconcile_staged(
@@ -120,6 +123,7 @@ def import_rows(
         explicit_empty=snapshot.explicit_empty,
         guards=guards,
         ignore=ignore,
+        state=state,
         batchwise=work,
     )
     applied.counts.ignored = staged.ignored
@@ -134,10 +138,6 @@ def _link_documents(conn: Connection, ctx: RunContext, counts: Counts) -> list[P
     if not linked:
         return []
     return [notice("documents_linked", f"{linked} earlier document(s) linked to new invoices")]
-
-
-def _has_rows(conn: Connection, table: sa.Table, administration_id: int) -> bool:
-    return bool(conn.execute(sa.select(sa.exists().where(table.c.administration_id == administration_id))).scalar())
 
 
 def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> int:

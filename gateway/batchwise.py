@@ -35,6 +35,8 @@ from gateway.records import DEBTOR_DATA_FIELDS
 from gateway.staging import stage_blocked, stage_changed, stage_debtor_versions, stage_debtors, stage_invoices
 from gateway.tables import debtors, invoices
 
+Stored = Literal["empty", "debtors", "invoices"]
+
 
 @dataclass
 class FirstImport:
@@ -86,12 +88,11 @@ class Changes:
         self._seen, _ = _insert_since(conn, self.find, stage_invoices, self._seen)
 
 
-def batchwise_work(conn: Connection, ctx: RunContext) -> FirstImport | Changes | None:
-    """What can be done on each batch while the file is read (SQLite): all the inserts into an empty
-    administration, or listing the rows that change a stored invoice or are new."""
+def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImport | Changes | None:
+    """What can be done on each batch while the file is read (SQLite), given what the administration has
+    ``stored``: all the inserts into an empty one, or listing the rows that change a stored invoice or are new."""
     if conn.dialect.name != "sqlite":
         return None
-    state = stored(conn, ctx.administration_id)
     if state == "empty":
         return FirstImport(
             ctx.administration_id,
@@ -124,10 +125,10 @@ def rowid_between(table: sa.Table) -> sa.ColumnElement[bool]:
     return sa.and_(rowid(table) > sa.bindparam("seen"), rowid(table) <= sa.bindparam("last"))
 
 
-def stored(conn: Connection, administration_id: int) -> Literal["empty", "debtors", "invoices"]:
-    """What the administration has stored: nothing, debtors only, or invoices."""
-    if conn.execute(sa.select(sa.exists().where(invoices.c.administration_id == administration_id))).scalar():
-        return "invoices"
-    if conn.execute(sa.select(sa.exists().where(debtors.c.administration_id == administration_id))).scalar():
-        return "debtors"
-    return "empty"
+def stored(conn: Connection, administration_id: int) -> Stored:
+    """What the administration has stored: nothing, debtors only, or invoices (and so debtors)."""
+
+    def has(table: sa.Table) -> bool:
+        return bool(conn.execute(sa.select(sa.exists().where(table.c.administration_id == administration_id))).scalar())
+
+    return "invoices" if has(invoices) else "debtors" if has(debtors) else "empty"

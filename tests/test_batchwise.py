@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from gateway.apply import RunContext
-from gateway.batchwise import Changes, FirstImport, batchwise_work
+from gateway.batchwise import Changes, FirstImport, batchwise_work, stored
 from gateway.config import IgnoreSettings, KindSettings
 from gateway.records import DEBTOR_DATA_FIELDS, Entry
 from gateway.runs import start_run
@@ -147,7 +147,8 @@ def test_the_batchwise_work_fits_what_is_stored(engine: Engine, fixed_now: datet
         with transaction(engine) as conn:
             admin_id = ensure_administration(conn, "ACME", "Acme B.V.", fixed_now)
             run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=fixed_now)
-            return batchwise_work(conn, RunContext(admin_id, run_id, fixed_now, fixed_now.date()))
+            ctx = RunContext(admin_id, run_id, fixed_now, fixed_now.date())
+            return batchwise_work(conn, ctx, stored(conn, admin_id))
 
     sqlite = engine.dialect.name == "sqlite"
     assert isinstance(work(), FirstImport) if sqlite else work() is None
