@@ -114,7 +114,7 @@ def import_rows(
     ``batchwise=False`` does all the work after the last row (the tests compare both)."""
     state = stored(conn, ctx.administration_id)  # staging writes no business table: still true after it
     work = batchwise_work(conn, ctx, state) if batchwise else None
-    staged = stage_source(conn, source, work.after_batch if work is not None else None)
+    staged = stage_source(conn, source, work)
     snapshot = source.snapshot
     applied = reconcile_staged(
         conn,

@@ -15,11 +15,14 @@ from sqlalchemy.engine import Engine
 from gateway.apply import RunContext
 from gateway.batchwise import Changes, FirstImport, batchwise_work, stored
 from gateway.config import IgnoreSettings, KindSettings
-from gateway.records import DEBTOR_DATA_FIELDS, Entry
+from gateway.ignore import IgnoreLists
+from gateway.records import DEBTOR_DATA_FIELDS, Entry, Snapshot
 from gateway.runs import start_run
+from gateway.stage_rows import LocalRows
+from gateway.staging import Known, StagePolicy, stage_source
 from gateway.store import ensure_administration, make_engine, migrate, transaction
 from gateway.tables import debtors, invoices, payments
-from tests.test_reconcile_db import apply_snapshot, debtor, entry, invoice
+from tests.test_reconcile_db import ZONE, apply_snapshot, debtor, entry, invoice
 
 KINDS = KindSettings(zero_amount="skip", prepaid="import_no_send", credit_note="import_and_send")
 IGNORE = IgnoreSettings(invoices=("TMP*",), debtors=("D9",))
@@ -172,3 +175,62 @@ def test_a_held_later_import_writes_nothing_on_either_path(tmp_path: Path, fixed
     assert outcomes[1][1] is not None and "drop guard" in outcomes[1][1]
     assert len(state["invoices"]) == 200 and "D99" not in state["debtors"], "a held run writes nothing"
     assert state["payments"] == 0
+
+
+def clean_snapshot() -> list[Entry]:
+    """A first import with nothing for the file-wide rules to find: each debtor's rows together (one Debtor
+    per run of rows, as the parsers give), every number once. ERR and D7 are blocked by rows with errors."""
+    d1, d2, d7 = debtor("D1", city="Zeist"), debtor("D2"), debtor("D7")
+    return [
+        entry(2, invoice("C1", "D1", "10.00", "10.00"), d1),
+        entry(3, invoice("C2", "D1", "11.00", "0.00"), d1),
+        entry(4, invoice("ERR", "D1", "12.00", "12.00"), d1),
+        entry(5, invoice("C3", "D2", "13.00", "13.00"), d2),
+        entry(6, invoice("Z1", "D2", "0.00", "0.00"), d2),  # a skipped kind: not staged
+        entry(7, invoice("C4", "D7", "14.00", "14.00"), d7),
+    ]
+
+
+def proved(tmp_path: Path, now: datetime, rows: list[Entry], chunk: int) -> Known:
+    """What a first import's batch work proves about the stage of ``rows`` (into a new database)."""
+    engine = make_engine(f"sqlite:///{tmp_path / f'proof{len(list(tmp_path.iterdir()))}'}.db")
+    migrate(engine)
+    try:
+        with transaction(engine) as conn:
+            admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
+            run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=now)
+            work = batchwise_work(conn, RunContext(admin_id, run_id, now, now.date()), "empty")
+            assert isinstance(work, FirstImport)
+            policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
+            stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True, chunk), work)
+            return work.known()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+def test_a_clean_first_import_proves_its_stage_clean(tmp_path: Path, fixed_now: datetime, chunk: int) -> None:
+    again = [*clean_snapshot(), entry(8, invoice("C5", "D1", "1.00", "1.00"), debtor("D1", city="Zeist"))]
+    changed = [*clean_snapshot(), entry(8, invoice("C5", "D7", "1.00", "1.00"), debtor("D7", city="Baarn"))]
+    clean = clean_snapshot()
+    duplicate = [*clean, entry(8, invoice("C1", "D7", "1.00", "1.00"), clean[-1].debtor)]  # D7's second row
+    assert proved(tmp_path, fixed_now, clean_snapshot(), chunk) == Known(True, True)
+    assert proved(tmp_path, fixed_now, again, chunk) == Known(True, False), "D1 has two versions (the same data)"
+    assert proved(tmp_path, fixed_now, changed, chunk) == Known(True, False)
+    assert proved(tmp_path, fixed_now, duplicate, chunk) == Known(False, True)
+    assert proved(tmp_path, fixed_now, tricky_snapshot(), chunk) == Known(False, False)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+def test_a_first_import_that_skips_the_checks_equals_the_staged_path(
+    tmp_path: Path, fixed_now: datetime, chunk: int
+) -> None:
+    snapshots = [clean_snapshot()]
+    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, chunk=chunk)
+    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, chunk=chunk)
+    assert batchwise == staged
+    state, ((counts, held, problems),) = batchwise
+    assert held is None and problems == []
+    assert set(state["invoices"]) == {"C1", "C2", "C3", "C4"}, "ERR blocked, Z1 skipped"
+    assert (counts.invoices_created, counts.debtors_created) == (4, 3)
+    assert state["debtors"]["D1"][DEBTOR_DATA_FIELDS.index("city")] == "Zeist"
