@@ -37,7 +37,6 @@ from gateway.staging import (
     stage_blocked,
     stage_changed,
     stage_closures,
-    stage_debtors,
     stage_invoices,
     stage_source,
 )
@@ -65,14 +64,16 @@ def reconcile_staged(
     guards: GuardSettings | None,
     ignore: IgnoreLists,
     state: Stored,
+    staged: Staged,
     batchwise: FirstImport | Changes | None = None,
 ) -> Applied:
     """Apply the staged snapshot. ``guards=None`` applies without guards (an operator's release).
-    ``state``: what the administration had stored before the run (``batchwise.stored``). ``batchwise``: part
+    ``state``: what the administration had stored before the run (``batchwise.stored``). ``staged``: where
+    the staged debtors are (``Staged.debtors``). ``batchwise``: part
     of the work was done on each batch as it was staged (``gateway.batchwise``)."""
     counts = Counts(rows=rows)
     if isinstance(batchwise, FirstImport):  # nothing was stored: nothing to hold, compare or close
-        counts.debtors_created, counts.invoices_created = batchwise.settle(conn)
+        counts.debtors_created, counts.invoices_created = batchwise.settle(conn, staged.known.one_version_per_debtor)
         return Applied(counts, problems=_link_documents(conn, ctx, counts))
     analyze(conn, "invoices", "debtors")
     to_close = _stage_closures(conn, ctx, ignore)
@@ -89,11 +90,11 @@ def reconcile_staged(
             return Applied(counts, held=reason)
     invoices_before = state == "invoices"
     listed = isinstance(batchwise, Changes)
-    counts.debtors_created = _insert_new_debtors(conn, ctx)
+    counts.debtors_created = _insert_new_debtors(conn, ctx, staged.debtors)
     if counts.debtors_created:
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
     if state != "empty":  # else every staged debtor was just created as delivered: nothing to update
-        counts.debtors_updated = _update_debtors(conn, ctx)
+        counts.debtors_updated = _update_debtors(conn, ctx, staged.debtors)
     problems = _update_invoices(conn, ctx, counts, listed) if invoices_before else []
     counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before, listed)
     problems.extend(_link_documents(conn, ctx, counts))
@@ -124,6 +125,7 @@ def import_rows(
         guards=guards,
         ignore=ignore,
         state=state,
+        staged=staged,
         batchwise=work,
     )
     applied.counts.ignored = staged.ignored
@@ -170,13 +172,13 @@ def _not_blocked_debtor(code: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
     return ~sa.exists().where(stage_blocked.c.kind == "debtor", stage_blocked.c.key == code)
 
 
-def _insert_new_debtors(conn: Connection, ctx: RunContext) -> int:
-    return conn.execute(new_debtors(conn.dialect.name, ctx, stage_debtors, sa.true())).rowcount
+def _insert_new_debtors(conn: Connection, ctx: RunContext, staged_debtors: sa.Table) -> int:
+    return conn.execute(new_debtors(conn.dialect.name, ctx, staged_debtors, sa.true())).rowcount
 
 
-def _update_debtors(conn: Connection, ctx: RunContext) -> int:
+def _update_debtors(conn: Connection, ctx: RunContext, staged_debtors: sa.Table) -> int:
     """Delivered debtor fields replace the stored ones; an empty cell is 'not delivered' and keeps it."""
-    s, d = stage_debtors, debtors
+    s, d = staged_debtors, debtors
     changed = sa.or_(*(sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(d.c[f])) for f in DEBTOR_DATA_FIELDS))
     statement = (
         d.update()

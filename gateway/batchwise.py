@@ -33,7 +33,6 @@ from sqlalchemy.engine import Connection
 from gateway.reconcile_sql import RunContext, changed_invoices, new_debtors, new_invoices
 from gateway.records import DEBTOR_DATA_FIELDS
 from gateway.staging import (
-    Known,
     stage_blocked,
     stage_changed,
     stage_debtor_versions,
@@ -64,27 +63,22 @@ class FirstImport:
         seen, inserted = _insert_since(conn, self.insert_invoices, stage_invoices, self._invoices_seen)
         self._invoices_seen, self.invoices_inserted = seen, self.invoices_inserted + inserted
 
-    def known(self) -> Known:
-        """Counts that prove a clean stage, so that ``finish_stage`` skips its checks. Into an empty
-        administration every staged row that created an invoice has a number of its own: if as many invoices
-        were created as rows staged, no number is staged twice; if as many debtors were created as debtor
-        versions staged, no debtor has two. (The stage tables are new and nothing is deleted while rows are
-        staged, so their last rowid is their number of rows.)"""
-        return Known(
-            unique_numbers=self.invoices_inserted == self._invoices_seen,
-            one_version_per_debtor=self.debtors_inserted == self._versions_seen,
-        )
+    def unique_numbers(self) -> bool:
+        """Into an empty administration every staged row that created an invoice has a number of its own: if
+        as many invoices were created as rows were staged, no number is staged twice. (The stage tables are
+        new and nothing is deleted while rows are staged, so the last rowid is the number of rows.)"""
+        return self.invoices_inserted == self._invoices_seen
 
-    def settle(self, conn: Connection) -> tuple[int, int]:
-        """After the file-wide rules (``finish_stage``): drop blocked invoices, give debtors their last data.
-        Returns the debtors and invoices created."""
+    def settle(self, conn: Connection, one_version_per_debtor: bool) -> tuple[int, int]:
+        """After the file-wide rules (``finish_stage``): drop blocked invoices, give debtors their last data
+        (unless each was created from its only version). Returns the debtors and invoices created."""
         deleted = conn.execute(
             invoices.delete().where(
                 invoices.c.administration_id == self.administration_id,
                 invoices.c.number.in_(sa.select(stage_blocked.c.key).where(stage_blocked.c.kind == "invoice")),
             )
         ).rowcount
-        if self.known().one_version_per_debtor:  # each debtor was created from its only version
+        if one_version_per_debtor:
             return self.debtors_inserted, self.invoices_inserted - deleted
         s, d = stage_debtors, debtors
         conn.execute(
@@ -107,8 +101,8 @@ class Changes:
     def after_batch(self, conn: Connection) -> None:
         self._seen, _ = _insert_since(conn, self.find, stage_invoices, self._seen)
 
-    def known(self) -> Known:
-        return Known()  # listing proves nothing about the stage
+    def unique_numbers(self) -> bool:
+        return False  # listing proves nothing about the stage
 
 
 def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImport | Changes | None:

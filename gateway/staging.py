@@ -84,12 +84,27 @@ _LAST_VERSIONS = (
 )
 
 
+@dataclass(frozen=True)
+class Known:
+    """What is proved about the whole stage before its checks, so that they can be skipped: no invoice
+    number is staged twice (``BatchWork``); no debtor has two versions (``RowSource``)."""
+
+    unique_numbers: bool = False
+    one_version_per_debtor: bool = False
+
+
 @dataclass
 class Staged:
-    """The outcome of staging: file-wide problems found, and rows left out on purpose."""
+    """The outcome of staging: file-wide problems found, rows left out on purpose, and what was known."""
 
     problems: list[Problem] = field(default_factory=list)
     ignored: int = 0
+    known: Known = Known()
+
+    @property
+    def debtors(self) -> sa.Table:
+        """The table with each staged debtor's data as of its last row: its versions when each has only one."""
+        return stage_debtor_versions if self.known.one_version_per_debtor else stage_debtors
 
 
 def create_stage(conn: Connection) -> None:
@@ -122,22 +137,13 @@ def naive_utc(conn: Connection) -> bool:
     return conn.dialect.name == "sqlite"
 
 
-@dataclass(frozen=True)
-class Known:
-    """What work done on the batches has proved about the whole stage, so that its check can be skipped:
-    no invoice number is staged twice; no debtor is staged with more than one version."""
-
-    unique_numbers: bool = False
-    one_version_per_debtor: bool = False
-
-
 class BatchWork(Protocol):
     """Work done on each batch as soon as it is staged (``gateway.batchwise``)."""
 
     def after_batch(self, conn: Connection) -> None: ...
 
-    def known(self) -> Known:
-        """Once every batch is staged: what the work proved about the stage."""
+    def unique_numbers(self) -> bool:
+        """Once every batch is staged: whether the work proved that no invoice number is staged twice."""
         ...
 
 
@@ -153,7 +159,8 @@ def stage_source(conn: Connection, source: RowSource, work: BatchWork | None = N
     blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
-    return finish_stage(conn, blocked, source.ignored, work.known() if work is not None else Known())
+    known = Known(work is not None and work.unique_numbers(), source.one_version_per_debtor)
+    return finish_stage(conn, blocked, source.ignored, known)
 
 
 def stage_batch(conn: Connection, batch: Batch) -> None:
@@ -167,10 +174,10 @@ def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int, 
     """The file-wide rules, once every row is staged. ``blocked``: (kind, key) pairs that get no update.
 
     What ``known`` says holds is not checked again (for a clean first import of 1M rows: the stage index,
-    the duplicate query, the last debtor versions and the conflict query, ~1.9 s). Without duplicates there
-    is then no stage index, and without debtor versions to choose from ``stage_debtors`` stays empty.
+    the duplicate query, the last debtor versions and the conflict query, ~1.9 s). With unique numbers there
+    is no stage index; with one version per debtor ``stage_debtors`` stays empty (see ``Staged.debtors``).
     """
-    staged = Staged(ignored=ignored)
+    staged = Staged(ignored=ignored, known=known)
     if not known.unique_numbers:
         conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
     analyze(conn, "stage_invoices", "stage_debtor_versions")

@@ -4,6 +4,7 @@ path's, whatever the batches cut."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,7 @@ def clean_snapshot() -> list[Entry]:
 
 
 def proved(tmp_path: Path, now: datetime, rows: list[Entry], chunk: int) -> Known:
-    """What a first import's batch work proves about the stage of ``rows`` (into a new database)."""
+    """What a first import's batch work and its rows prove about the stage of ``rows`` (a new database)."""
     engine = make_engine(f"sqlite:///{tmp_path / f'proof{len(list(tmp_path.iterdir()))}'}.db")
     migrate(engine)
     try:
@@ -202,8 +203,7 @@ def proved(tmp_path: Path, now: datetime, rows: list[Entry], chunk: int) -> Know
             work = batchwise_work(conn, RunContext(admin_id, run_id, now, now.date()), "empty")
             assert isinstance(work, FirstImport)
             policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
-            stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True, chunk), work)
-            return work.known()
+            return stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True, chunk), work).known
     finally:
         engine.dispose()
 
@@ -234,3 +234,45 @@ def test_a_first_import_that_skips_the_checks_equals_the_staged_path(
     assert set(state["invoices"]) == {"C1", "C2", "C3", "C4"}, "ERR blocked, Z1 skipped"
     assert (counts.invoices_created, counts.debtors_created) == (4, 3)
     assert state["debtors"]["D1"][DEBTOR_DATA_FIELDS.index("city")] == "Zeist"
+
+
+def in_runs(rows: list[Entry]) -> list[Entry]:
+    """``rows`` with one Debtor object per run of a debtor's rows, as the parsers give: one version each."""
+    shared: list[Entry] = []
+    for e in rows:
+        same = shared and shared[-1].debtor == e.debtor
+        shared.append(replace(e, debtor=shared[-1].debtor) if same else e)
+    return shared
+
+
+def reimport_in_runs() -> list[Entry]:
+    return [
+        entry(2, invoice("C1", "D1", "10.00", "5.00"), debtor("D1", city="Baarn", email="new@d1.nl")),
+        entry(3, invoice("C2", "D1", "11.00", "11.00"), debtor("D1", city="Baarn", email="new@d1.nl")),
+        entry(4, invoice("N1", "D8", "6.00", "6.00"), debtor("D8")),
+        entry(5, invoice("C4", "D7", "14.00", "3.00"), debtor("D7", city="Baarn")),  # D7 is blocked: kept
+    ]
+
+
+@pytest.mark.parametrize("batchwise", [True, False])
+def test_debtors_from_their_only_versions_equal_debtors_from_the_last_versions(
+    tmp_path: Path, fixed_now: datetime, batchwise: bool
+) -> None:
+    """The same snapshots with one Debtor object per row (a version per row: the last one is chosen) and
+    with one per run of rows (one version per debtor: read as it is) store the same."""
+    plain = [clean_snapshot(), reimport_in_runs()]
+    assert plain[1][0].debtor is not plain[1][1].debtor and plain[1][0].debtor == plain[1][1].debtor
+    runs = [in_runs(rows) for rows in plain]
+    several = imported(tmp_path, "several", plain, fixed_now, batchwise=batchwise, chunk=2)
+    one = imported(tmp_path, "one", runs, fixed_now, batchwise=batchwise, chunk=2)
+    assert one == several
+    state, outcomes = one
+    city = DEBTOR_DATA_FIELDS.index("city")
+    assert {code: data[city] for code, data in state["debtors"].items()} == {
+        "D1": "Baarn",
+        "D2": "Utrecht",
+        "D7": "Utrecht",  # blocked: not updated
+        "D8": "Utrecht",
+    }
+    assert state["debtors"]["D1"][DEBTOR_DATA_FIELDS.index("email")] == "new@d1.nl"
+    assert (outcomes[1][0].debtors_created, outcomes[1][0].debtors_updated) == (1, 1)
