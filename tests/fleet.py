@@ -161,7 +161,8 @@ class Instance:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=config.parent,
-            env={**os.environ, **(env or {})},
+            # A hung instance can be asked for every thread's stack (SIGABRT, see ``wait``).
+            env={**os.environ, "PYTHONFAULTHANDLER": "1", **(env or {})},
         )
         self._offset = 0
         self._events: list[dict[str, Any]] = []
@@ -208,8 +209,20 @@ class Instance:
         return self.wait(30)
 
     def wait(self, timeout: float) -> int:
+        """The exit status; an instance that does not exit in time is aborted and its output, with every
+        thread's stack (faulthandler), is in the error."""
         try:
             code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            raise AssertionError(
+                f"{self.name} did not exit within {timeout} s; aborted. Output:\n{self.output()[-12000:]}"
+            ) from None
         finally:
             self._log.close()
         return code
