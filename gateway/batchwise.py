@@ -78,15 +78,14 @@ class FirstImport:
                 invoices.c.number.in_(sa.select(stage_blocked.c.key).where(stage_blocked.c.kind == "invoice")),
             )
         ).rowcount
-        if one_version_per_debtor:
-            return self.debtors_inserted, self.invoices_inserted - deleted
-        s, d = stage_debtors, debtors
-        conn.execute(
-            d.update()
-            .values({f: s.c[f] for f in DEBTOR_DATA_FIELDS})
-            .where(d.c.administration_id == self.administration_id, d.c.code == s.c.code)
-            .where(sa.or_(*(s.c[f].is_distinct_from(d.c[f]) for f in DEBTOR_DATA_FIELDS)))
-        )
+        if not one_version_per_debtor:
+            s, d = stage_debtors, debtors
+            conn.execute(
+                d.update()
+                .values({f: s.c[f] for f in DEBTOR_DATA_FIELDS})
+                .where(d.c.administration_id == self.administration_id, d.c.code == s.c.code)
+                .where(sa.or_(*(s.c[f].is_distinct_from(d.c[f]) for f in DEBTOR_DATA_FIELDS)))
+            )
         return self.debtors_inserted, self.invoices_inserted - deleted
 
 

@@ -170,7 +170,7 @@ def stage_batch(conn: Connection, batch: Batch) -> None:
     bulk_insert(conn, "stage_debtor_versions", VERSION_STAGE_COLUMNS, version_rows)
 
 
-def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int, known: Known = Known()) -> Staged:
+def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int, known: Known) -> Staged:
     """The file-wide rules, once every row is staged. ``blocked``: (kind, key) pairs that get no update.
 
     What ``known`` says holds is not checked again (for a clean first import of 1M rows: the stage index,
