@@ -8,8 +8,7 @@ one process (the parser, then ``StageRows``) and writes length-prefixed frames t
 
 - ``start``: the snapshot's administration code and detected settings (the header has been read);
 - ``batch``: stage rows (marshal when the rows allow it, else pickle);
-- ``end``: the snapshot's problems, blocked keys, row count, the rows left out on purpose, and whether each
-  debtor had one version;
+- ``end``: the snapshot's problems, blocked keys, row count and the rows left out on purpose;
 - ``reject``: the ``RejectFile`` problems of a file error; ``crash``: an unexpected exception.
 
 The parent turns these back into a ``Snapshot`` and batches (``WorkerRows``), so that staging, reconcile
@@ -87,7 +86,6 @@ class WorkerRows:
         job = pickle.dumps(Job(parse, admin, policy, naive_utc, stream.fileno(), stream.tell()))
         self.blocked_invoices: set[str] = set()
         self.ignored = 0
-        self.one_version_per_debtor = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.parse_worker"],
             stdin=subprocess.PIPE,
@@ -115,14 +113,14 @@ class WorkerRows:
                 continue
             if message[0] != "end":
                 raise ParseWorkerError(f"the parse worker sent {message[0]!r} instead of a batch")
-            _, problems, blocked_invoices, blocked_debtors, rows, explicit_empty, stage_blocked, ignored, one = message
+            _, problems, blocked_invoices, blocked_debtors, rows, explicit_empty, stage_blocked, ignored = message
             snapshot = self.snapshot
             snapshot.problems.extend(problems)
             snapshot.blocked_invoices.update(blocked_invoices)
             snapshot.blocked_debtors.update(blocked_debtors)
             snapshot.rows, snapshot.explicit_empty = rows, explicit_empty
             self.blocked_invoices.update(stage_blocked)
-            self.ignored, self.one_version_per_debtor = ignored, one
+            self.ignored = ignored
             return
 
     def _next(self) -> tuple[Any, ...]:
@@ -188,7 +186,6 @@ def run(job: Job, out: BinaryIO) -> None:
                     snapshot.explicit_empty,
                     sorted(rows.blocked_invoices),
                     rows.ignored,
-                    rows.one_version_per_debtor,
                 ),
             )
     except RejectFile as exc:

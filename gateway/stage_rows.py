@@ -74,15 +74,13 @@ class StageRows:
     """Converts entries into batches of stage rows; collects the rows left out on purpose.
 
     ``naive_utc``: timestamps as SQLite's driver stores them (naive UTC) rather than aware (PostgreSQL).
-    One row of ``stage_debtor_versions`` each time the debtor changes from one entry to the next;
-    ``one_version_per_debtor`` once no debtor code had two (its rows are together, as files usually have them).
+    One row of ``stage_debtor_versions`` each time the debtor changes from one entry to the next.
     """
 
     policy: StagePolicy
     naive_utc: bool
     blocked_invoices: set[str] = field(default_factory=set)
     ignored: int = 0
-    one_version_per_debtor: bool = True
 
     def batches(self, entries: Iterable[Entry], size: int = CHUNK) -> Iterator[Batch]:
         """The hot loop: one frame, everything it touches in local variables."""
@@ -97,7 +95,6 @@ class StageRows:
         iso: dict[date, str] = {}
         cached_iso = iso.get
         previous: Debtor | None = None
-        versioned: set[str] | None = set()  # codes with a version row, until one has a second
         for entry in entries:
             inv, debtor = entry.invoice, entry.debtor
             number = inv.number
@@ -150,11 +147,6 @@ class StageRows:
                 previous = debtor
                 values = debtor_values(debtor)
                 version_rows.append((debtor.code, line, hash(values), *values))
-                if versioned is not None:
-                    if debtor.code in versioned:
-                        versioned, self.one_version_per_debtor = None, False
-                    else:
-                        versioned.add(debtor.code)
             if len(invoice_rows) >= size:
                 yield invoice_rows, version_rows
                 invoice_rows, version_rows = [], []
@@ -166,7 +158,7 @@ class RowSource(Protocol):
     """A snapshot and its stage rows: parsed here (``LocalRows``) or in a worker process (``WorkerRows``).
 
     ``snapshot``'s problems, blocked keys and row count, ``blocked_invoices`` (ignored and skipped items),
-    ``ignored`` and ``one_version_per_debtor`` are complete once ``batches()`` is exhausted.
+    and ``ignored`` are complete once ``batches()`` is exhausted.
     """
 
     snapshot: Snapshot
@@ -176,9 +168,6 @@ class RowSource(Protocol):
 
     @property
     def ignored(self) -> int: ...
-
-    @property
-    def one_version_per_debtor(self) -> bool: ...
 
     def batches(self) -> Iterator[Batch]: ...
 
@@ -198,10 +187,6 @@ class LocalRows:
     @property
     def ignored(self) -> int:
         return self._rows.ignored
-
-    @property
-    def one_version_per_debtor(self) -> bool:
-        return self._rows.one_version_per_debtor
 
     def batches(self) -> Iterator[Batch]:
         return self._rows.batches(self.snapshot.entries, self._chunk)

