@@ -21,8 +21,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 from gateway.config import WEEKDAYS, Administration
 
 KINDS = ("invoice", "pre_reminder", "reminder", "final_reminder")
@@ -34,6 +32,8 @@ MAX_DAYS_AHEAD = 800  # a calendar with no open day at all gives up after this (
 @lru_cache(maxsize=256)
 def public_holidays(country: str, year: int) -> frozenset[date]:
     """National public holidays of ``country`` (ISO alpha-2) in ``year``; empty for an unknown country."""
+    import holidays  # here: the package of every country's rules is loaded only by what asks for a holiday
+
     try:
         found = holidays.country_holidays(country, years=year)
     except NotImplementedError:
