@@ -214,6 +214,17 @@ def bench(size: int, args: argparse.Namespace) -> Result:
         )
 
 
+def verdict(r: Result) -> str:
+    """Each target on its own. Memory is judged on the sum of the processes' own peaks (the stricter reading:
+    the largest process alone is what ``wait4`` reports)."""
+    rate = r.invoices_per_s >= TARGET_INVOICES_PER_S
+    memory = r.peak_rss_sum_mb <= TARGET_PEAK_RSS_MB
+    return (
+        f"rate {'met' if rate else 'MISSED'} (>= {TARGET_INVOICES_PER_S:,}/s), "
+        f"memory {'met' if memory else 'MISSED'} (sum <= {TARGET_PEAK_RSS_MB:.0f} MB)"
+    )
+
+
 def table(results: list[Result]) -> str:
     lines = [
         f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'CPU s (worker, validator)':>25} {'load':>9} "
@@ -221,10 +232,7 @@ def table(results: list[Result]) -> str:
         f"{'lxml XSD inv/s':>14} {'RSS MB':>7}  {'xmlschema inv/s':>15} {'ratio':>6}  targets"
     ]
     for r in results:
-        targets = "-"
-        if r.size == TARGET_SIZE:
-            met = r.invoices_per_s >= TARGET_INVOICES_PER_S and r.peak_rss_mb <= TARGET_PEAK_RSS_MB
-            targets = "met" if met else f"MISSED (>= {TARGET_INVOICES_PER_S}/s, <= {TARGET_PEAK_RSS_MB:.0f} MB)"
+        targets = verdict(r) if r.size == TARGET_SIZE else "-"
         lines.append(
             f"{r.size:>10,} {r.file_mb:>6.0f} {r.ingest_seconds:>9.1f} {r.invoices_per_s:>8,.0f} "
             f"{r.cpu_seconds:>10.1f} ({r.processes.get('worker', (0.0, 0.0))[1]:>5.1f}, "
