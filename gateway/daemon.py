@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import io
 import signal
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -90,6 +92,12 @@ class BeatingReader(io.BufferedReader):
         return super().readinto(buffer)
 
 
+def thread_stack(thread: threading.Thread) -> str:
+    """Where ``thread`` is now (its current stack), for the log of a stop that it held up."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    return "".join(traceback.format_stack(frame)) if frame is not None else "(no stack: the thread has ended)"
+
+
 def _pulls(config: Config) -> dict[str, object]:
     return {code: a.pull for code, a in config.administrations.items() if a.pull}
 
@@ -106,11 +114,13 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.intake = Intake(app.config, lease=app.lease)
         self.stopping = threading.Event()
-        self.worker = threading.Thread(target=self._work, name="gateway-worker")
+        # Daemon threads: a stop waits for them (below) for a bounded time, and then the process exits even
+        # if one hangs (in a database call, say), instead of waiting for it at interpreter exit for ever.
+        self.worker = threading.Thread(target=self._work, name="gateway-worker", daemon=True)
         self.worker_failed = False
         self.vitals = Vitals(stall_seconds=app.config.stall_seconds, last_sweep=lambda: self.intake.last_sweep)
         self.sender = app.make_sender(self.stopping)
-        self.sender_thread = threading.Thread(target=self._send_loop, name="gateway-sender")
+        self.sender_thread = threading.Thread(target=self._send_loop, name="gateway-sender", daemon=True)
         self.sender_failed = False
         self.sender_wake = threading.Event()  # stop, or a reloaded configuration
         self.vitals.threads = {"worker": self.worker.is_alive, "sender": self.sender_thread.is_alive}
@@ -196,10 +206,16 @@ class Daemon:
             self.sender_thread.join(timeout=60)
             self.intake.stop()
             self.notifier.close()
-        if self.worker_failed or self.worker.is_alive():
+        hung = [t for t in (self.worker, self.sender_thread) if t.is_alive()]
+        for thread in hung:
+            log.error("thread_did_not_stop", thread=thread.name, stack=thread_stack(thread))
+        if hung:
+            log.error("gateway_stopped", reason=f"{', '.join(t.name for t in hung)} did not stop in time")
+            return EX_SOFTWARE
+        if self.worker_failed:
             log.error("gateway_stopped", reason="the worker died unexpectedly")
             return EX_SOFTWARE
-        if self.sender_failed or self.sender_thread.is_alive():
+        if self.sender_failed:
             log.error("gateway_stopped", reason="the sender died unexpectedly")
             return EX_SOFTWARE
         log.info("gateway_stopped")
