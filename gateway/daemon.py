@@ -62,6 +62,10 @@ from gateway.watcher import Claimed, Intake, Refused, open_claimed
 
 log = structlog.get_logger("gateway.daemon")
 EX_SOFTWARE = 70
+# How long a stop waits for the file and the message in hand: within the unit's TimeoutStopSec (180 s), so
+# that a thread that does not stop is logged (with its stack) before systemd kills the process. An import cut
+# off this way is rolled back, and its file, still claimed, is imported again at the next start.
+STOP_WAIT_SECONDS = 150.0
 RETRY_SECONDS = 5.0
 SCHEDULE_CHECK_SECONDS = 30
 EXPECTED_CHECK_SECONDS = 60
@@ -114,8 +118,8 @@ class Daemon:
         self.notifier = notifier or Notifier()
         self.intake = Intake(app.config, lease=app.lease)
         self.stopping = threading.Event()
-        # Daemon threads: a stop waits for them (below) for a bounded time, and then the process exits even
-        # if one hangs (in a database call, say), instead of waiting for it at interpreter exit for ever.
+        # Daemon threads: a stop waits for them (STOP_WAIT_SECONDS), and then the process exits even if one
+        # hangs (in a database call, say), instead of waiting for it at interpreter exit until it is killed.
         self.worker = threading.Thread(target=self._work, name="gateway-worker", daemon=True)
         self.worker_failed = False
         self.vitals = Vitals(stall_seconds=app.config.stall_seconds, last_sweep=lambda: self.intake.last_sweep)
@@ -201,9 +205,10 @@ class Daemon:
             self.stopping.set()
             self.sender_wake.set()
             self.intake.wake()
-            self.worker.join(timeout=30)
+            deadline = time.monotonic() + STOP_WAIT_SECONDS
+            self.worker.join(timeout=STOP_WAIT_SECONDS)
             self._stop_services()
-            self.sender_thread.join(timeout=60)
+            self.sender_thread.join(timeout=max(1.0, deadline - time.monotonic()))
             self.intake.stop()
             self.notifier.close()
         hung = [t for t in (self.worker, self.sender_thread) if t.is_alive()]
