@@ -33,6 +33,18 @@ SQLITE_VARIABLES = 999
 # there needs no migration, and then alembic is not even imported: ~9 MB and ~0.08 s of every start.
 SCHEMA_HEAD = "0009"
 
+# libpq settings of every PostgreSQL connection, unless the URL gives its own. A server that does not answer
+# fails a connect after 10 s (instead of the kernel's ~2 min of SYN retries, or for ever behind a proxy that
+# accepts and stays silent); a connection whose peer has gone is found dead by TCP keepalives in about 2 min
+# (60 s idle, then 6 probes 10 s apart), where a query could otherwise wait for the kernel's ~15 min.
+PG_CONNECT_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 60,
+    "keepalives_interval": 10,
+    "keepalives_count": 6,
+}
+
 # Explicit adapters: the sqlite3 module's default ones are deprecated (Python 3.12).
 sqlite3.register_adapter(date, date.isoformat)
 sqlite3.register_adapter(datetime, lambda v: v.isoformat(" ", "microseconds"))
@@ -76,7 +88,8 @@ def make_engine(url: str) -> Engine:
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", "psycopg2"):
             raise ConfigError(["gateway.database_url: use postgresql+psycopg://user@host/dbname"])
-        return sa.create_engine(url, pool_pre_ping=True)
+        connect_args = {k: v for k, v in PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     raise ConfigError([f"gateway.database_url: unsupported database {backend!r}; use sqlite or postgresql"])
 
 
