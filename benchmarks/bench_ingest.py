@@ -181,9 +181,16 @@ def ingest_command(config: Path, csv_file: Path, now: datetime) -> list[str]:
     ]
 
 
+def code_dir() -> Path:
+    """The checkout whose gateway is timed: this one, or ``PAYT_BENCH_CODE`` (another worktree, e.g.
+    ``git worktree add /tmp/old <commit>``), so that old and new code can be timed in the same hour."""
+    other = os.environ.get("PAYT_BENCH_CODE")
+    return Path(other).resolve() if other else REPO_DIR
+
+
 def child_environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAYT_GATEWAY_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO_DIR), os.environ.get("PYTHONPATH"))))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PAYT_GATEWAY_", "PAYT_BENCH_"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(code_dir()), os.environ.get("PYTHONPATH"))))
     return env
 
 
@@ -317,7 +324,7 @@ def table(results: Sequence[Measurement]) -> str:
 
 def git_commit() -> str | None:
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, check=True)
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=code_dir(), capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
     return done.stdout.strip()
