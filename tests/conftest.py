@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import uuid
@@ -88,3 +89,15 @@ def no_leaked_threads() -> Iterator[None]:
             return
         threading.Event().wait(0.1)
     pytest.fail(f"test leaked threads: {[t.name for t in leaked]}")
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored() -> Iterator[None]:
+    """A command run in-process routes logging to the stderr of the moment: pytest's capture, closed after
+    the test. The root logger gets its handlers back, so that a later test's thread that logs (aiosmtpd's,
+    say) does not write into a closed stream ("--- Logging error ---" in the output)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
