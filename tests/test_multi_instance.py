@@ -107,6 +107,8 @@ def run_three(configs: list[Path], url: str, data: Path, recorder: Recorder) -> 
             return bool(done >= len(drops)) and not files_under(data / "claimed")
 
         wait_until(all_finished, 300, "every file to be processed")
+        # A run is committed (and its file archived) a moment before its file_processed line is logged.
+        wait_until(lambda: sum(len(g.events("file_processed")) for g in fleet) >= len(drops), 30, "every log line")
         per_instance = [len(g.events("file_processed")) for g in fleet]
         assert sum(per_instance) == len(drops), per_instance
         assert all(n > 0 for n in per_instance), f"every instance took files: {per_instance}"
