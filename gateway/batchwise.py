@@ -32,13 +32,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.reconcile_sql import RunContext, changed_invoices, new_debtors, new_invoices
 from gateway.records import DEBTOR_DATA_FIELDS
-from gateway.staging import (
-    stage_blocked,
-    stage_changed,
-    stage_debtor_versions,
-    stage_debtors,
-    stage_invoices,
-)
+from gateway.staging import stage_blocked, stage_changed, stage_debtor_versions, stage_debtors, stage_invoices
 from gateway.tables import debtors, invoices
 
 Stored = Literal["empty", "debtors", "invoices"]
