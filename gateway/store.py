@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 # Parameters per statement of a multi-row insert: the lowest limit SQLite builds have had (999 before 3.32).
 SQLITE_VARIABLES = 999
+SQLITE_PAGE_SIZE = 16384
 
 # The newest migration (``gateway/migrations/versions``; a test checks it against alembic's head). A database
 # there needs no migration, and then alembic is not even imported: ~9 MB and ~0.08 s of every start.
@@ -52,6 +53,9 @@ sqlite3.register_adapter(datetime, lambda v: v.isoformat(" ", "microseconds"))
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: object) -> None:
     cursor = dbapi_connection.cursor()
+    # Pages of 16 KiB for a new database (a no-op for an existing one, whose page size is fixed). A 1M-row
+    # first import commits in about half the time (the WAL checkpoint copies a quarter as many pages).
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")

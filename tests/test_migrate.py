@@ -3,6 +3,7 @@ left alone without loading alembic."""
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,15 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from gateway.store import SCHEMA_HEAD, alembic_config, make_engine, migrate, schema_revision, transaction
+from gateway.store import (
+    SCHEMA_HEAD,
+    SQLITE_PAGE_SIZE,
+    alembic_config,
+    make_engine,
+    migrate,
+    schema_revision,
+    transaction,
+)
 
 
 def test_the_schema_head_is_alembics_newest_migration() -> None:
@@ -87,3 +96,26 @@ def test_schema_revision_reads_alembics_table(tmp_path: Path, revision: str) -> 
     with transaction(engine) as conn:
         assert schema_revision(conn) == revision
     engine.dispose()
+
+
+def test_a_new_sqlite_database_gets_16_kib_pages_and_an_older_one_keeps_its_own(tmp_path: Path) -> None:
+    """Larger pages halve the commit of a large import; an existing database's page size cannot change
+    (it would need a VACUUM out of WAL mode), so the setting must leave it as it is and keep it working."""
+    new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    migrate(new)
+    old_path = tmp_path / "old.db"
+    raw = sqlite3.connect(old_path)
+    raw.execute("PRAGMA page_size=4096")
+    raw.execute("CREATE TABLE earlier (x)")
+    raw.close()
+    old = make_engine(f"sqlite:///{old_path}")
+    migrate(old)
+    try:
+        for engine, expected in ((new, SQLITE_PAGE_SIZE), (old, 4096)):
+            with transaction(engine) as conn:
+                assert conn.exec_driver_sql("PRAGMA page_size").scalar() == expected
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+                assert schema_revision(conn) == SCHEMA_HEAD
+    finally:
+        new.dispose()
+        old.dispose()
