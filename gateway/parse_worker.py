@@ -12,7 +12,9 @@ one process (the parser, then ``StageRows``) and writes length-prefixed frames t
 - ``reject``: the ``RejectFile`` problems of a file error; ``crash``: an unexpected exception.
 
 The parent turns these back into a ``Snapshot`` and batches (``WorkerRows``), so that staging, reconcile
-and the run ledger are exactly as for an import in one process. Nothing is written by the worker: a
+and the run ledger are exactly as for an import in one process. The worker opens the file anew through the
+inherited descriptor (``/proc/self/fd``): it reads at its own offset, so the parent can start it first and
+then hash and sniff the same open file while the worker starts and reads the header. Nothing is written by the worker: a
 crash of either process before the commit leaves nothing applied. If the parent dies, the worker's next
 write fails (broken pipe) and it exits; the parent kills the worker when it stops reading early.
 """
@@ -78,14 +80,16 @@ def worth_a_worker(stream: BinaryIO, parse: ParseFn, min_bytes: int | None) -> b
 class WorkerRows:
     """The rows of a snapshot that a worker process parses; the same interface as ``LocalRows``.
 
-    ``snapshot`` is available once the constructor returns (the header is read; a file error raises
-    ``RejectFile`` here); its problems, blocked keys and row count are complete after ``batches()``.
+    The worker starts on the file from its current offset when the constructor returns; the parent may
+    read the file meanwhile. ``snapshot`` waits for the header (a file error raises ``RejectFile`` there); its
+    problems, blocked keys and row count are complete after ``batches()``.
     """
 
     def __init__(self, stream: BinaryIO, parse: ParseFn, admin: Administration, policy: StagePolicy, naive_utc: bool):
         job = pickle.dumps(Job(parse, admin, policy, naive_utc, stream.fileno(), stream.tell()))
         self.blocked_invoices: set[str] = set()
         self.ignored = 0
+        self._snapshot: Snapshot | None = None
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.parse_worker"],
             stdin=subprocess.PIPE,
@@ -97,15 +101,21 @@ class WorkerRows:
             self._proc.stdin.write(job)
             self._proc.stdin.close()
             self._out = self._proc.stdout
-            kind, code, detected = self._next()
-            if kind != "start":
-                raise ParseWorkerError(f"the parse worker sent {kind!r} before 'start'")
-            self.snapshot = Snapshot(administration_code=code, detected=detected)
         except BaseException:
             self.close()
             raise
 
+    @property
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            kind, code, detected = self._next()
+            if kind != "start":
+                raise ParseWorkerError(f"the parse worker sent {kind!r} before 'start'")
+            self._snapshot = Snapshot(administration_code=code, detected=detected)
+        return self._snapshot
+
     def batches(self) -> Iterator[Batch]:
+        snapshot = self.snapshot
         while True:
             message = self._next()
             if message[0] == "batch":
@@ -114,7 +124,6 @@ class WorkerRows:
             if message[0] != "end":
                 raise ParseWorkerError(f"the parse worker sent {message[0]!r} instead of a batch")
             _, problems, blocked_invoices, blocked_debtors, rows, explicit_empty, stage_blocked, ignored = message
-            snapshot = self.snapshot
             snapshot.problems.extend(problems)
             snapshot.blocked_invoices.update(blocked_invoices)
             snapshot.blocked_debtors.update(blocked_debtors)
@@ -165,10 +174,20 @@ def _send(out: BinaryIO, message: tuple[Any, ...]) -> None:
     out.write(payload)
 
 
+def reopen(fd: int) -> BinaryIO:
+    """The inherited file, opened anew: the same file (even if renamed or removed meanwhile), at an offset of
+    its own rather than the one this descriptor shares with the parent."""
+    try:
+        own = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+    return os.fdopen(own, "rb")
+
+
 def run(job: Job, out: BinaryIO) -> None:
     """Parse ``job``'s file and send its stage rows: the worker's whole work."""
     try:
-        with os.fdopen(job.fd, "rb") as stream:
+        with reopen(job.fd) as stream:
             stream.seek(job.offset)
             snapshot = job.parse(stream, job.admin)
             _send(out, ("start", snapshot.administration_code, snapshot.detected))

@@ -130,10 +130,11 @@ class Pipeline:
         now = self.clock()
         try:
             with self.open_file(delivery.path) as stream:
-                sha256, size = hash_stream(stream)
-                marker_problem = self._check_marker(delivery, sha256)
                 kind = sniff(stream)
-                result = self._process(delivery, admin, stream, sha256, size, kind, now, marker_problem)
+                with self._early_rows(delivery, admin, stream, kind) as early:
+                    sha256, size = hash_stream(stream)
+                    marker_problem = self._check_marker(delivery, sha256)
+                    result = self._process(delivery, admin, stream, sha256, size, kind, now, marker_problem, early)
         except OSError as exc:
             if getattr(exc, "reason", None) == "missing":
                 raise FileGone(f"{delivery.original_name}: the claimed file is gone ({delivery.path})") from exc
@@ -189,6 +190,7 @@ class Pipeline:
         kind: Kind,
         now: datetime,
         marker_problem: Problem | None = None,
+        early: WorkerRows | None = None,
     ) -> RunResult:
         doc_format = document_format(kind, delivery.original_name)
         with transaction(self.engine) as conn:
@@ -237,7 +239,7 @@ class Pipeline:
                         received = Received(admin_id, run_id, file_id, delivery.original_name, relpath, now)
                         self._store_document(conn, received, admin, stream, doc_format, delivery.invoice_number)
                     else:
-                        self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath)
+                        self._apply(conn, ctx, admin, stream, guards_enabled=True, relpath=relpath, early=early)
         except RejectFile as exc:
             relpath = archive_relpath("rejected", admin.code, now, run_id, sha256, delivery.original_name)
             return self._finish_simple(run_id, "rejected", exc.problems[0].message, exc.problems, delivery, relpath)
@@ -286,20 +288,21 @@ class Pipeline:
         guards_enabled: bool,
         relpath: str | None,
         extra_problems: Sequence[Problem] = (),
+        early: WorkerRows | None = None,
     ) -> str:
-        """Parse, stage and reconcile inside ``conn``'s transaction, and finish the run row there too."""
+        """Parse, stage and reconcile inside ``conn``'s transaction, and finish the run row there too.
+        ``early``: the file's parse worker, already started (``_early_rows``)."""
         lock_administration(conn, ctx.administration_id)
         fmt = open_items_format(sniff(stream), admin.format)
         parse = self.parsers.get(fmt)
         if parse is None:
             raise RejectFile([error("unsupported_format", f"format {fmt!r} is not supported")])
-        ignore = IgnoreLists.from_settings(admin.ignore)
-        policy = StagePolicy(admin.kinds, ignore, admin_zone(admin))
-        with self._row_source(stream, fmt, parse, admin, policy, naive_utc(conn)) as source:
+        policy = stage_policy(admin)
+        with self._row_source(stream, fmt, parse, admin, policy, naive_utc(conn), early) as source:
             snapshot = source.snapshot
             check_administration(snapshot, admin)
             guards = admin.guards if guards_enabled else None
-            staged, applied = import_rows(conn, ctx, source, guards=guards, ignore=ignore)
+            staged, applied = import_rows(conn, ctx, source, guards=guards, ignore=policy.ignore)
         problems = [*extra_problems, *snapshot.problems, *staged.problems, *applied.problems]
         status = "held" if applied.held else "performed"
         reason = applied.held if applied.held else (None if guards_enabled else "released by an operator")
@@ -405,11 +408,50 @@ class Pipeline:
         move_into_archive(delivery.path, self.config.data_dir, relpath)
 
     @contextmanager
+    def _early_rows(
+        self, delivery: Delivery, admin: Administration, stream: BinaryIO, kind: Kind
+    ) -> Iterator[WorkerRows | None]:
+        """The parse worker of a large open-items file, started before the file is hashed and its run recorded:
+        it starts and reads the header meanwhile (1M rows: ~0.2 s sooner at the first row). Stopped on the way
+        out if the file did not need it (a duplicate, a corrupt file)."""
+        try:
+            fmt = open_items_format(kind, admin.format)
+        except RejectFile:  # not open items at all: the import says so
+            fmt = None
+        parse = self.parsers.get(fmt) if fmt in WORKER_FORMATS else None
+        if (
+            parse is None
+            or kind in ARCHIVE_KINDS
+            or document_format(kind, delivery.original_name) is not None
+            or not worth_a_worker(stream, parse, self.worker_min_bytes)
+        ):
+            yield None
+            return
+        naive = self.engine.dialect.name == "sqlite"  # as ``naive_utc`` tells it of a connection
+        try:
+            rows = WorkerRows(stream, parse, admin, stage_policy(admin), naive)
+        except OSError:  # no process can be started now: the import tries again, and fails its run if it must
+            yield None
+            return
+        with rows:
+            yield rows
+
+    @contextmanager
     def _row_source(
-        self, stream: BinaryIO, fmt: str, parse: ParseFn, admin: Administration, policy: StagePolicy, naive: bool
+        self,
+        stream: BinaryIO,
+        fmt: str,
+        parse: ParseFn,
+        admin: Administration,
+        policy: StagePolicy,
+        naive: bool,
+        early: WorkerRows | None = None,
     ) -> Iterator[RowSource]:
-        """The snapshot and its stage rows: parsed in a worker process when that pays off, else here."""
-        if fmt in WORKER_FORMATS and worth_a_worker(stream, parse, self.worker_min_bytes):
+        """The snapshot and its stage rows: parsed in a worker process when that pays off (``early``: one
+        already started, stopped by its starter), else here."""
+        if early is not None:
+            yield early
+        elif fmt in WORKER_FORMATS and worth_a_worker(stream, parse, self.worker_min_bytes):
             with WorkerRows(stream, parse, admin, policy, naive) as rows:
                 yield rows
         else:
@@ -497,6 +539,10 @@ class Pipeline:
         )
         for observer in self.observers:
             observer(result, delivery, seconds)
+
+
+def stage_policy(admin: Administration) -> StagePolicy:
+    return StagePolicy(admin.kinds, IgnoreLists.from_settings(admin.ignore), admin_zone(admin))
 
 
 def check_administration(snapshot: Snapshot, admin: Administration) -> None:

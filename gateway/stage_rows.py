@@ -164,7 +164,8 @@ class RowSource(Protocol):
     and ``ignored`` are complete once ``batches()`` is exhausted.
     """
 
-    snapshot: Snapshot
+    @property
+    def snapshot(self) -> Snapshot: ...
 
     @property
     def blocked_invoices(self) -> set[str]: ...

@@ -21,12 +21,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from gateway.app import DOCUMENT_READERS, build_app
+from gateway.archive import hash_stream
 from gateway.config import Administration, Config, IgnoreSettings, KindSettings
 from gateway.formats import parse_csv, xml_options
 from gateway.instances import ProcessLease
-from gateway.parse_worker import MIN_BYTES, worth_a_worker
-from gateway.pipeline import ParseFn, Pipeline, copy_into_claimed
+from gateway.parse_worker import MIN_BYTES, WorkerRows, worth_a_worker
+from gateway.pipeline import ParseFn, Pipeline, copy_into_claimed, stage_policy
 from gateway.records import Entry, Snapshot
+from gateway.stage_rows import LocalRows
 from gateway.store import transaction
 from gateway.tables import administrations, debtors, invoices, payments
 from gateway.watcher import open_claimed
@@ -286,3 +288,47 @@ def test_payt_xml_through_a_worker_and_its_validator_equals_one_process(
     if expected == "performed":
         assert by_worker["detected"]["validation"] == "parallel"
         assert by_worker["counts"]["invoices_created"] == 2 + (case == "valid")
+
+
+def test_the_worker_reads_at_its_own_offset_while_this_process_reads_the_file(tmp_path: Path) -> None:
+    """The pipeline starts a large file's worker and then hashes and sniffs the same open file: the worker
+    must get every row whatever this process does with the descriptor they share."""
+    path = tmp_path / "large.csv"
+    rows = (
+        f"D{i // 3};Debiteur {i // 3};Straat {i};1234 AB;Ede;;G-{i};2026-02-01;2026-03-01;{i}.50;{i}.50;;"
+        for i in range(30_000)
+    )
+    path.write_text(HEADER + "\n".join(rows) + "\n", encoding="utf-8")
+    administration = admin("ACME")
+    policy = stage_policy(administration)
+    with path.open("rb") as stream:
+        local = LocalRows(parse_csv(stream, administration), policy, True)
+        expected = [row for batch in local.batches() for row in batch[0]]
+    assert len(expected) == 30_000
+    with open_claimed(path) as stream, WorkerRows(stream, parse_csv, administration, policy, True) as worker:
+        assert hash_stream(stream)[1] == path.stat().st_size  # reads to the end, then rewinds
+        assert worker.snapshot.detected["delimiter"] == ";"  # the worker has begun reading the rows
+        stream.seek(len(HEADER) + 12_345)
+        stream.read(1000)
+        got = [row for batch in worker.batches() for row in batch[0]]
+    assert got == expected
+
+
+def children() -> set[int]:
+    return {int(pid) for pid in Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()}
+
+
+def test_a_large_duplicate_stops_the_worker_started_for_it(engine: Engine, tmp_path: Path) -> None:
+    """A worker is started before the file is hashed; when the hash shows a duplicate it was not needed and
+    must not be left running (nor as a zombie)."""
+    both = Both(engine, tmp_path / "data")
+    source = tmp_path / "first.csv"
+    source.write_text(HEADER + "\n".join(FIRST) + "\n", encoding="utf-8")
+    before = children()
+    runs = []
+    for _ in range(2):
+        delivery = copy_into_claimed(both.config, "ACME", source, both.now, both.lease.token())
+        runs.append(both.worker.process(delivery).run)
+    assert [run["status"] for run in runs] == ["performed", "duplicate"]
+    assert runs[0]["detected"]["pid"] != str(os.getpid()), "the first was parsed by a worker"
+    assert children() == before
