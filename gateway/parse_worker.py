@@ -43,6 +43,7 @@ MIN_BYTES = 8 << 20  # smaller files are parsed in the importing process (the wo
 # The formats measured to gain from a worker. For a large payt-xml file the worker starts a third process,
 # the schema validator (``parsers.payt_xml_worker``), and reads the entries without the schema meanwhile.
 WORKER_FORMATS = frozenset({"payt-csv", "payt-xml"})
+PROC_FDS = "/proc/self/fd"
 
 
 class ParseWorkerError(RuntimeError):
@@ -174,11 +175,20 @@ def _send(out: BinaryIO, message: tuple[Any, ...]) -> None:
     out.write(payload)
 
 
+def own_offsets() -> bool:
+    """Whether a worker can open its file anew (``/proc/self/fd``), so that the parent may read the file
+    while the worker does (the pipeline starts a worker early only then)."""
+    return os.path.isdir(PROC_FDS)
+
+
 def reopen(fd: int) -> BinaryIO:
     """The inherited file, opened anew: the same file (even if renamed or removed meanwhile), at an offset of
-    its own rather than the one this descriptor shares with the parent."""
+    its own rather than the one this descriptor shares with the parent. Without ``/proc`` (``own_offsets``),
+    the inherited descriptor itself: the parent then starts the worker only once it has done reading."""
+    if not own_offsets():
+        return os.fdopen(fd, "rb")
     try:
-        own = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+        own = os.open(f"{PROC_FDS}/{fd}", os.O_RDONLY | os.O_CLOEXEC)
     finally:
         os.close(fd)
     return os.fdopen(own, "rb")

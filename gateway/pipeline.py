@@ -32,7 +32,7 @@ from gateway.documents import Received, document_format, store_document
 from gateway.errors import GatewayError, RejectFile, TransientError
 from gateway.ignore import IgnoreLists
 from gateway.intake import MARKER_SUFFIX, MAX_MARKER_BYTES, decide_marker_content, make_claimed_name
-from gateway.parse_worker import WORKER_FORMATS, WorkerRows, worth_a_worker
+from gateway.parse_worker import WORKER_FORMATS, WorkerRows, own_offsets, worth_a_worker
 from gateway.parse_worker import ParseFn as ParseFn  # re-exported: the composition root's parsers
 from gateway.reconcile import Counts
 from gateway.records import Document, Problem, Snapshot, UblDocument, error, notice
@@ -423,6 +423,7 @@ class Pipeline:
             parse is None
             or kind in ARCHIVE_KINDS
             or document_format(kind, delivery.original_name) is not None
+            or not own_offsets()
             or not worth_a_worker(stream, parse, self.worker_min_bytes)
         ):
             yield None

@@ -8,8 +8,11 @@ problems, detected settings) and the stored invoices, debtors and payments must 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import marshal
 import os
+import pickle
 import signal
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +23,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from gateway import parse_worker
 from gateway.app import DOCUMENT_READERS, build_app
 from gateway.archive import hash_stream
 from gateway.config import Administration, Config, IgnoreSettings, KindSettings
@@ -32,6 +36,7 @@ from gateway.stage_rows import LocalRows
 from gateway.store import transaction
 from gateway.tables import administrations, debtors, invoices, payments
 from gateway.watcher import open_claimed
+from parsers.detect import Kind
 from parsers.payt_xml import parse_payt_xml
 from tests.test_payt_xml import VALID as VALID_XML
 
@@ -332,3 +337,46 @@ def test_a_large_duplicate_stops_the_worker_started_for_it(engine: Engine, tmp_p
     assert [run["status"] for run in runs] == ["performed", "duplicate"]
     assert runs[0]["detected"]["pid"] != str(os.getpid()), "the first was parsed by a worker"
     assert children() == before
+
+
+def frames(data: bytes) -> Iterator[tuple[Any, ...]]:
+    """The frames a worker wrote (``parse_worker._send``)."""
+    at = 0
+    while at < len(data):
+        encoding, size = parse_worker.HEADER.unpack_from(data, at)
+        at += parse_worker.HEADER.size
+        payload = data[at : at + size]
+        at += size
+        yield marshal.loads(payload) if encoding == b"M" else pickle.loads(payload)
+
+
+def test_without_proc_no_worker_starts_early_and_a_worker_reads_its_inherited_descriptor(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where /proc/self/fd is missing a worker cannot read at an offset of its own: none is started before the
+    file is hashed, and a worker (started once this process has done reading) reads the inherited one."""
+    monkeypatch.setattr(parse_worker, "PROC_FDS", str(tmp_path / "no-proc"))
+    both = Both(engine, tmp_path / "data")
+    source = tmp_path / "first.csv"
+    source.write_text(HEADER + "\n".join(FIRST) + "\n", encoding="utf-8")
+    administration = both.config.administrations["ACME"]
+    delivery = copy_into_claimed(both.config, "ACME", source, both.now, both.lease.token())
+    with open_claimed(delivery.path) as stream:
+        with both.worker._early_rows(delivery, administration, stream, Kind.PAYT_CSV) as early:
+            assert early is None
+        out = io.BytesIO()
+        job = parse_worker.Job(
+            parse_csv, administration, stage_policy(administration), True, os.dup(stream.fileno()), 0
+        )
+        parse_worker.run(job, out)
+    sent = list(frames(out.getvalue()))
+    assert [frame[0] for frame in sent] == ["start", "batch", "end"]
+    with source.open("rb") as stream:
+        local = LocalRows(parse_csv(stream, administration), stage_policy(administration), True)
+        assert sent[1][1] == [row for batch in local.batches() for row in batch[0]]
+    monkeypatch.undo()
+    with (
+        open_claimed(delivery.path) as stream,
+        both.worker._early_rows(delivery, administration, stream, Kind.PAYT_CSV) as early,
+    ):
+        assert early is not None, "with /proc the worker starts early"
