@@ -76,20 +76,19 @@ def reconcile_staged(
         counts.debtors_created, counts.invoices_created = batchwise.settle(conn, staged.known.one_version_per_debtor)
         return Applied(counts, problems=_link_documents(conn, ctx, counts))
     analyze(conn, "invoices", "debtors")
-    to_close = _stage_closures(conn, ctx, ignore)
+    listed = isinstance(batchwise, Changes)
+    open_count = _open_count(conn, ctx) if guards is not None or listed else 0
+    if isinstance(batchwise, Changes) and batchwise.nothing_missing(open_count, staged.duplicate_rows):
+        to_close = 0
+    else:
+        to_close = _stage_closures(conn, ctx, ignore)
     if guards is not None:
-        open_count = conn.execute(
-            sa.select(sa.func.count()).where(
-                invoices.c.administration_id == ctx.administration_id, invoices.c.status == "open"
-            )
-        ).scalar_one()
         reason = decide_guard(
             rows=rows, explicit_empty=explicit_empty, open_count=open_count, to_close=to_close, guards=guards
         )
         if reason:
             return Applied(counts, held=reason)
     invoices_before = state == "invoices"
-    listed = isinstance(batchwise, Changes)
     counts.debtors_created = _insert_new_debtors(conn, ctx, staged.debtors)
     if counts.debtors_created:
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
@@ -140,6 +139,12 @@ def _link_documents(conn: Connection, ctx: RunContext, counts: Counts) -> list[P
     if not linked:
         return []
     return [notice("documents_linked", f"{linked} earlier document(s) linked to new invoices")]
+
+
+def _open_count(conn: Connection, ctx: RunContext) -> int:
+    i = invoices
+    query = sa.select(sa.func.count()).where(i.c.administration_id == ctx.administration_id, i.c.status == "open")
+    return int(conn.execute(query).scalar_one())
 
 
 def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> int:

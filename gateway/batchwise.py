@@ -13,10 +13,12 @@ Part of it needs only the rows at hand and the stored state, which nothing else 
   data changed from one row to another gets the data of its last row, where it was created from its first.
 - ``Changes``: in an administration with invoices, each batch's rows that change a stored invoice, and
   those of numbers not stored, are listed in ``stage_changed`` (one outer join per batch with
-  ``invoices``). After the last row reconcile decides and writes the changed ones and inserts the new ones
-  from that list, instead of joining the whole stage with ``invoices`` twice. Rows of numbers blocked
-  later drop out there by themselves: the file-wide rules delete them from the stage. Nothing is written
-  to the business tables before the guards have been decided, as on the staged path.
+  ``invoices``), and the rows that match an open invoice are counted (when every open invoice was
+  delivered, none is to be closed: ``nothing_missing``). After the last row reconcile decides and writes
+  the changed ones and inserts the new ones from that list, instead of joining the whole stage with
+  ``invoices`` twice. Rows of numbers blocked later drop out there by themselves: the file-wide rules
+  delete them from the stage. Nothing is written to the business tables before the guards have been
+  decided, as on the staged path.
 
 The result is the staged path's exactly (the tests compare both for every batch cut). SQLite only: batches
 are told apart by the stage tables' ``rowid``; PostgreSQL does all of it after the last row.
@@ -86,16 +88,28 @@ class FirstImport:
 @dataclass
 class Changes:
     """Lists, batch by batch, the staged rows that change a stored invoice or are new (``find``: into
-    stage_changed)."""
+    stage_changed), and counts the staged rows that match an open stored invoice (``count_open``)."""
 
     find: sa.Insert
+    count_open: sa.Select[tuple[int]]
+    matched_open: int = 0
     _seen: int = 0
 
     def after_batch(self, conn: Connection) -> None:
-        self._seen, _ = _insert_since(conn, self.find, stage_invoices, self._seen)
+        seen = self._seen
+        self._seen, _ = _insert_since(conn, self.find, stage_invoices, seen)
+        if self._seen > seen:
+            self.matched_open += conn.execute(self.count_open, {"seen": seen, "last": self._seen}).scalar_one()
 
     def unique_numbers(self) -> bool:
         return False  # listing proves nothing about the stage
+
+    def nothing_missing(self, open_count: int, duplicate_rows: int) -> bool:
+        """Whether every open stored invoice was delivered, so that none is to be closed: as many staged rows
+        matched an open invoice as there are open invoices, and no number was staged twice (a row matches one
+        invoice, so no open invoice went without one). Saves the scan of every open invoice against the stage
+        after the last row (1M open invoices: ~0.5 s of the importing process alone)."""
+        return duplicate_rows == 0 and self.matched_open == open_count
 
 
 def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImport | Changes | None:
@@ -110,9 +124,14 @@ def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImp
             new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
         )
     if state == "invoices":
-        columns = (invoices.c.id, rowid(stage_invoices))
-        found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(stage_invoices))
-        return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found))
+        s, i = stage_invoices, invoices
+        columns = (i.c.id, rowid(s))
+        found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(s))
+        stored_open = sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
+        count_open = (
+            sa.select(sa.func.count()).select_from(s.join(i, stored_open)).where(rowid_between(s), i.c.status == "open")
+        )
+        return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found), count_open)
     return None
 
 

@@ -102,6 +102,7 @@ class Staged:
     problems: list[Problem] = field(default_factory=list)
     ignored: int = 0
     known: Known = Known()
+    duplicate_rows: int = 0  # staged rows whose invoice number occurs twice or more in the snapshot
 
     @property
     def debtors(self) -> sa.Table:
@@ -194,7 +195,9 @@ def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int, 
     if not known.one_version_per_debtor:
         conn.exec_driver_sql(_LAST_VERSIONS)
     if not known.unique_numbers:
-        staged.problems.extend(_duplicate_numbers(conn, blocked))
+        duplicates = list(_duplicate_numbers(conn, blocked))
+        staged.problems.extend(duplicates)
+        staged.duplicate_rows = len(duplicates)
     bulk_insert(conn, "stage_blocked", ["kind", "key"], sorted(blocked))
     analyze(conn, "stage_debtors", "stage_blocked")
     if any(kind == "invoice" for kind, _ in blocked):

@@ -276,3 +276,70 @@ def test_debtors_from_their_only_versions_equal_debtors_from_the_last_versions(
     }
     assert state["debtors"]["D1"][DEBTOR_DATA_FIELDS.index("email")] == "new@d1.nl"
     assert (outcomes[1][0].debtors_created, outcomes[1][0].debtors_updated) == (1, 1)
+
+
+def stored_abc() -> list[Entry]:
+    return [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(("A", "B", "C"), 2)]
+
+
+REIMPORTS = {
+    "all delivered": (["A", "B", "C"], set()),
+    "B missing": (["A", "C"], {"B"}),
+    # As many rows as open invoices, but A twice: B is still missing (a count of rows alone would miss it).
+    "A twice, B missing": (["A", "A", "C"], {"B"}),
+    "a new one, B missing": (["A", "C", "N"], {"B"}),
+}
+
+
+@pytest.mark.parametrize("case", REIMPORTS)
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+def test_a_later_import_closes_what_is_missing_on_either_path(
+    tmp_path: Path, fixed_now: datetime, chunk: int, case: str
+) -> None:
+    numbers, closed = REIMPORTS[case]
+    later = [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(numbers, 2)]
+    snapshots = [stored_abc(), later]
+    options = {"guards": None, "chunk": chunk}
+    staged = imported(tmp_path, "staged", snapshots, fixed_now, batchwise=False, **options)
+    batchwise = imported(tmp_path, "batchwise", snapshots, fixed_now, batchwise=True, **options)
+    assert batchwise == staged
+    state, outcomes = batchwise
+    status = list(invoices.c.keys()).index("status") - 2
+    assert {n for n, row in state["invoices"].items() if row[status] == "paid"} == closed
+    assert outcomes[1][0].invoices_closed == len(closed)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 10_000])
+def test_a_later_import_proves_that_nothing_is_missing_only_when_it_is_so(
+    tmp_path: Path, fixed_now: datetime, chunk: int
+) -> None:
+    """The proof that lets reconcile skip the scan of every open invoice after the last row (SQLite: the
+    batchwise work is SQLite's; PostgreSQL does all of reconcile after the last row)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'proof.db'}")
+    migrate(engine)
+    try:
+        apply_snapshot(engine, stored_abc(), fixed_now)
+        proofs = {case: proof(engine, fixed_now, numbers, chunk) for case, (numbers, _) in REIMPORTS.items()}
+    finally:
+        engine.dispose()
+    assert proofs == {
+        "all delivered": (3, 0, True),
+        "B missing": (2, 0, False),
+        "A twice, B missing": (3, 2, False),
+        "a new one, B missing": (2, 0, False),
+    }
+
+
+def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tuple[int, int, bool]:
+    """Stage a later snapshot of ``numbers`` with the batch work, then roll back: (staged rows that matched
+    an open invoice, duplicate rows, nothing missing of the three open invoices)."""
+    rows = [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(numbers, 2)]
+    with engine.connect() as conn, conn.begin() as outer:
+        admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
+        run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=now)
+        work = batchwise_work(conn, RunContext(admin_id, run_id, now, now.date()), "invoices")
+        assert isinstance(work, Changes)
+        policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
+        staged = stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True, chunk), work)
+        outer.rollback()
+    return work.matched_open, staged.duplicate_rows, work.nothing_missing(3, staged.duplicate_rows)
