@@ -127,10 +127,12 @@ def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImp
         s, i = stage_invoices, invoices
         columns = (i.c.id, rowid(s))
         found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(s))
-        stored_open = sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
-        count_open = (
-            sa.select(sa.func.count()).select_from(s.join(i, stored_open)).where(rowid_between(s), i.c.status == "open")
+        # A correlated EXISTS keeps the batch as the outer loop: as a join, SQLite took the open invoices (by
+        # their status index) as the outer loop and scanned the unindexed stage for each.
+        open_stored = sa.exists().where(
+            i.c.administration_id == ctx.administration_id, i.c.number == s.c.number, i.c.status == "open"
         )
+        count_open = sa.select(sa.func.count()).select_from(s).where(rowid_between(s), open_stored)
         return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found), count_open)
     return None
 
