@@ -415,22 +415,20 @@ class Pipeline:
         it starts and reads the header meanwhile (1M rows: ~0.2 s sooner at the first row). Stopped on the way
         out if the file did not need it (a duplicate, a corrupt file)."""
         try:
-            fmt = open_items_format(kind, admin.format)
+            fmt = open_items_format(kind, admin.format)  # raises for an archive, a PDF or UBL by content
         except RejectFile:  # not open items at all: the import says so
-            fmt = None
-        parse = self.parsers.get(fmt) if fmt in WORKER_FORMATS else None
+            fmt = ""
+        parse = self.parsers.get(fmt)
         if (
             parse is None
-            or kind in ARCHIVE_KINDS
-            or document_format(kind, delivery.original_name) is not None
+            or document_format(kind, delivery.original_name) is not None  # a .pdf name
             or not own_offsets()
-            or not worth_a_worker(stream, parse, self.worker_min_bytes)
+            or not self._worker_pays(stream, fmt, parse)
         ):
             yield None
             return
-        naive = self.engine.dialect.name == "sqlite"  # as ``naive_utc`` tells it of a connection
         try:
-            rows = WorkerRows(stream, parse, admin, stage_policy(admin), naive)
+            rows = WorkerRows(stream, parse, admin, stage_policy(admin), naive_utc(self.engine))
         except OSError:  # no process can be started now: the import tries again, and fails its run if it must
             yield None
             return
@@ -452,11 +450,14 @@ class Pipeline:
         already started, stopped by its starter), else here."""
         if early is not None:
             yield early
-        elif fmt in WORKER_FORMATS and worth_a_worker(stream, parse, self.worker_min_bytes):
+        elif self._worker_pays(stream, fmt, parse):
             with WorkerRows(stream, parse, admin, policy, naive) as rows:
                 yield rows
         else:
             yield LocalRows(parse(stream, admin), policy, naive)
+
+    def _worker_pays(self, stream: BinaryIO, fmt: str, parse: ParseFn) -> bool:
+        return fmt in WORKER_FORMATS and worth_a_worker(stream, parse, self.worker_min_bytes)
 
     def _held_run(self, conn: Connection, run_id: int) -> Any:
         row = get_run(conn, run_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from gateway.records import Problem, Snapshot, error, warning
 from gateway.stage_rows import STAGED_INVOICE_FIELDS, Batch, LocalRows, RowSource
@@ -135,7 +135,7 @@ def stage_snapshot(conn: Connection, snapshot: Snapshot, policy: StagePolicy) ->
     return stage_source(conn, LocalRows(snapshot, policy, naive_utc(conn)))
 
 
-def naive_utc(conn: Connection) -> bool:
+def naive_utc(conn: Connection | Engine) -> bool:
     """Whether the driver takes timestamps as naive UTC (see ``gateway.tables.UTCDateTime``)."""
     return conn.dialect.name == "sqlite"
 
