@@ -34,6 +34,7 @@ from gateway.stage_rows import RowSource
 from gateway.staging import (
     Staged,
     analyze,
+    index_stage_numbers,
     stage_blocked,
     stage_changed,
     stage_closures,
@@ -78,7 +79,7 @@ def reconcile_staged(
     analyze(conn, "invoices", "debtors")
     listed = isinstance(batchwise, Changes)
     open_count = _open_count(conn, ctx) if guards is not None or listed else 0
-    if isinstance(batchwise, Changes) and batchwise.nothing_missing(open_count, staged.duplicate_rows):
+    if isinstance(batchwise, Changes) and batchwise.nothing_missing(conn, open_count):
         to_close = 0
     else:
         to_close = _stage_closures(conn, ctx, ignore)
@@ -149,6 +150,7 @@ def _open_count(conn: Connection, ctx: RunContext) -> int:
 
 def _stage_closures(conn: Connection, ctx: RunContext, ignore: IgnoreLists) -> int:
     """Stage the open invoices that the snapshot no longer has (less blocked and ignored ones)."""
+    index_stage_numbers(conn)  # each open invoice looks its number up in the stage
     i, d = invoices, debtors
     query = (
         sa.select(i.c.id, i.c.amount_open_cents, i.c.number, d.c.code, i.c.payment_condition)

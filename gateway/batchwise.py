@@ -13,8 +13,10 @@ Part of it needs only the rows at hand and the stored state, which nothing else 
   data changed from one row to another gets the data of its last row, where it was created from its first.
 - ``Changes``: in an administration with invoices, each batch's rows that change a stored invoice, and
   those of numbers not stored, are listed in ``stage_changed`` (one outer join per batch with
-  ``invoices``), and the rows that match an open invoice are counted (when every open invoice was
-  delivered, none is to be closed: ``nothing_missing``). After the last row reconcile decides and writes
+  ``invoices``), and each stored invoice that a row matched is recorded once in ``stage_matched``. When
+  the rows matched as many open invoices as there are, none is to be closed (``nothing_missing``); when
+  none was matched twice and no two new rows share a number, no number is staged twice (``unique_numbers``,
+  which spares the stage index and the duplicate query). After the last row reconcile decides and writes
   the changed ones and inserts the new ones from that list, instead of joining the whole stage with
   ``invoices`` twice. Rows of numbers blocked later drop out there by themselves: the file-wide rules
   delete them from the stage. Nothing is written to the business tables before the guards have been
@@ -32,9 +34,16 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.reconcile_sql import RunContext, changed_invoices, new_debtors, new_invoices
+from gateway.reconcile_sql import RunContext, changed_invoices, insert_new, new_debtors, new_invoices
 from gateway.records import DEBTOR_DATA_FIELDS
-from gateway.staging import stage_blocked, stage_changed, stage_debtor_versions, stage_debtors, stage_invoices
+from gateway.staging import (
+    stage_blocked,
+    stage_changed,
+    stage_debtor_versions,
+    stage_debtors,
+    stage_invoices,
+    stage_matched,
+)
 from gateway.tables import debtors, invoices
 
 Stored = Literal["empty", "debtors", "invoices"]
@@ -59,7 +68,7 @@ class FirstImport:
         seen, inserted = _insert_since(conn, self.insert_invoices, stage_invoices, self._invoices_seen)
         self._invoices_seen, self.invoices_inserted = seen, self.invoices_inserted + inserted
 
-    def unique_numbers(self) -> bool:
+    def unique_numbers(self, conn: Connection) -> bool:
         """Into an empty administration every staged row that created an invoice has a number of its own: if
         as many invoices were created as rows were staged, no number is staged twice. (The stage tables are
         new and nothing is deleted while rows are staged, so the last rowid is the number of rows.)"""
@@ -85,31 +94,54 @@ class FirstImport:
         return self.debtors_inserted, self.invoices_inserted - deleted
 
 
+# Per batch: how many rows stage_changed has now and how many of those since the last batch are new numbers.
+_LISTED_SINCE = "SELECT max(rowid), count(*) - count(invoice_id) FROM stage_changed WHERE rowid > ?"
+# Once, if rows of numbers not stored were staged: whether two of them share a number.
+_NEW_TWICE = (
+    "SELECT count(*) > count(DISTINCT s.number) FROM stage_changed c "
+    "JOIN stage_invoices s ON s.rowid = c.stage_rowid WHERE c.invoice_id IS NULL"
+)
+
+
 @dataclass
 class Changes:
     """Lists, batch by batch, the staged rows that change a stored invoice or are new (``find``: into
-    stage_changed), and counts the staged rows that match an open stored invoice (``count_open``)."""
+    stage_changed), and records each stored invoice that a staged row matched, once (``match``: into
+    stage_matched, which ignores an invoice matched again)."""
 
     find: sa.Insert
-    count_open: sa.Select[tuple[int]]
-    matched_open: int = 0
+    match: sa.Insert
+    matched_rows: int = 0  # staged rows whose number is stored
+    matched: int = 0  # the stored invoices they matched (rows of stage_matched)
+    new_rows: int = 0  # staged rows whose number is not stored
     _seen: int = 0
+    _listed: int = 0
 
     def after_batch(self, conn: Connection) -> None:
         seen = self._seen
         self._seen, _ = _insert_since(conn, self.find, stage_invoices, seen)
-        if self._seen > seen:
-            self.matched_open += conn.execute(self.count_open, {"seen": seen, "last": self._seen}).scalar_one()
+        if self._seen == seen:
+            return
+        listed, new = conn.exec_driver_sql(_LISTED_SINCE, (self._listed,)).one()
+        self._listed = listed or self._listed
+        self.new_rows += new
+        self.matched_rows += self._seen - seen - new
+        self.matched += conn.execute(self.match, {"seen": seen, "last": self._seen}).rowcount
 
-    def unique_numbers(self) -> bool:
-        return False  # listing proves nothing about the stage
+    def unique_numbers(self, conn: Connection) -> bool:
+        """No number is staged twice: no stored invoice was matched by two rows, and no two rows of numbers
+        not stored share one (``stage_changed`` lists those: usually few). Saves the stage index and the
+        duplicate query after the last row (1M rows: ~0.5 s of the importing process, when the worker is done)."""
+        if self.matched != self.matched_rows:
+            return False
+        return self.new_rows < 2 or not conn.exec_driver_sql(_NEW_TWICE).scalar()
 
-    def nothing_missing(self, open_count: int, duplicate_rows: int) -> bool:
-        """Whether every open stored invoice was delivered, so that none is to be closed: as many staged rows
-        matched an open invoice as there are open invoices, and no number was staged twice (a row matches one
-        invoice, so no open invoice went without one). Saves the scan of every open invoice against the stage
+    def nothing_missing(self, conn: Connection, open_count: int) -> bool:
+        """Whether every open stored invoice was delivered, so that none is to be closed: the staged rows
+        matched as many open invoices as there are. Saves the scan of every open invoice against the stage
         after the last row (1M open invoices: ~0.5 s of the importing process alone)."""
-        return duplicate_rows == 0 and self.matched_open == open_count
+        open_matched = conn.execute(sa.select(sa.func.count()).where(stage_matched.c.open)).scalar_one()
+        return bool(open_matched == open_count)
 
 
 def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImport | Changes | None:
@@ -125,15 +157,13 @@ def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImp
         )
     if state == "invoices":
         s, i = stage_invoices, invoices
-        columns = (i.c.id, rowid(s))
-        found = changed_invoices(ctx, columns, with_new=True).where(rowid_between(s))
-        # A correlated EXISTS keeps the batch as the outer loop: as a join, SQLite took the open invoices (by
-        # their status index) as the outer loop and scanned the unindexed stage for each.
-        open_stored = sa.exists().where(
-            i.c.administration_id == ctx.administration_id, i.c.number == s.c.number, i.c.status == "open"
+        found = changed_invoices(ctx, (i.c.id, rowid(s)), with_new=True).where(rowid_between(s))
+        stored_number = sa.and_(i.c.administration_id == ctx.administration_id, i.c.number == s.c.number)
+        matched = sa.select(i.c.id, i.c.status == "open").select_from(s.join(i, stored_number)).where(rowid_between(s))
+        return Changes(
+            stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found),
+            insert_new("sqlite", stage_matched, ["invoice_id", "open"], matched, ["invoice_id"]),
         )
-        count_open = sa.select(sa.func.count()).select_from(s).where(rowid_between(s), open_stored)
-        return Changes(stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found), count_open)
     return None
 
 

@@ -65,6 +65,15 @@ stage_changed = sa.Table(
     sa.Column("stage_rowid", sa.Integer, nullable=False),
     prefixes=["TEMPORARY"],
 )
+# The stored invoices that staged rows matched, each once, and whether it was open: a later import's proof,
+# batch by batch, that no number is staged twice and that no open invoice is missing (gateway.batchwise).
+stage_matched = sa.Table(
+    "stage_matched",
+    stage_metadata,
+    sa.Column("invoice_id", sa.Integer, primary_key=True),
+    sa.Column("open", sa.Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+)
 stage_closures = sa.Table(
     "stage_closures",
     stage_metadata,
@@ -102,7 +111,6 @@ class Staged:
     problems: list[Problem] = field(default_factory=list)
     ignored: int = 0
     known: Known = Known()
-    duplicate_rows: int = 0  # staged rows whose invoice number occurs twice or more in the snapshot
 
     @property
     def debtors(self) -> sa.Table:
@@ -145,7 +153,7 @@ class BatchWork(Protocol):
 
     def after_batch(self, conn: Connection) -> None: ...
 
-    def unique_numbers(self) -> bool:
+    def unique_numbers(self, conn: Connection) -> bool:
         """Once every batch is staged: whether the work proved that no invoice number is staged twice."""
         ...
 
@@ -162,7 +170,7 @@ def stage_source(conn: Connection, source: RowSource, work: BatchWork | None = N
     blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
-    known = Known(work is not None and work.unique_numbers(), one_version_per_debtor(conn))
+    known = Known(work is not None and work.unique_numbers(conn), one_version_per_debtor(conn))
     return finish_stage(conn, blocked, source.ignored, known)
 
 
@@ -186,18 +194,17 @@ def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int, 
 
     What ``known`` says holds is not checked again (for a clean first import of 1M rows: the stage index,
     the duplicate query, the last debtor versions and the conflict query, ~1.9 s). With unique numbers there
-    is no stage index; with one version per debtor ``stage_debtors`` stays empty (see ``Staged.debtors``).
+    is no stage index yet (the closures make it if they are needed: ``index_stage_numbers``); with one version
+    per debtor ``stage_debtors`` stays empty (see ``Staged.debtors``).
     """
     staged = Staged(ignored=ignored, known=known)
     if not known.unique_numbers:
-        conn.exec_driver_sql("CREATE INDEX ix_stage_invoices_number ON stage_invoices (number)")
+        index_stage_numbers(conn)
     analyze(conn, "stage_invoices", "stage_debtor_versions")
     if not known.one_version_per_debtor:
         conn.exec_driver_sql(_LAST_VERSIONS)
     if not known.unique_numbers:
-        duplicates = list(_duplicate_numbers(conn, blocked))
-        staged.problems.extend(duplicates)
-        staged.duplicate_rows = len(duplicates)
+        staged.problems.extend(_duplicate_numbers(conn, blocked))
     bulk_insert(conn, "stage_blocked", ["kind", "key"], sorted(blocked))
     analyze(conn, "stage_debtors", "stage_blocked")
     if any(kind == "invoice" for kind, _ in blocked):
@@ -207,6 +214,11 @@ def finish_stage(conn: Connection, blocked: set[tuple[str, str]], ignored: int, 
     if not known.one_version_per_debtor:
         staged.problems.extend(_debtor_conflicts(conn))
     return staged
+
+
+def index_stage_numbers(conn: Connection) -> None:
+    """The index of the staged invoice numbers, for the duplicate check and the closures (once per stage)."""
+    conn.exec_driver_sql("CREATE INDEX IF NOT EXISTS ix_stage_invoices_number ON stage_invoices (number)")
 
 
 def analyze(conn: Connection, *tables: str) -> None:

@@ -13,14 +13,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from gateway.apply import RunContext
+from gateway.apply import RunContext, import_rows
 from gateway.batchwise import Changes, FirstImport, batchwise_work, stored
 from gateway.config import IgnoreSettings, KindSettings
 from gateway.ignore import IgnoreLists
 from gateway.records import DEBTOR_DATA_FIELDS, Entry, Snapshot
 from gateway.runs import start_run
 from gateway.stage_rows import LocalRows
-from gateway.staging import Known, StagePolicy, create_stage, stage_source
+from gateway.staging import Known, StagePolicy, create_stage, stage_matched, stage_source
 from gateway.store import ensure_administration, make_engine, migrate, transaction
 from gateway.tables import debtors, invoices, payments
 from tests.test_reconcile_db import ZONE, apply_snapshot, debtor, entry, invoice
@@ -288,6 +288,7 @@ REIMPORTS = {
     # As many rows as open invoices, but A twice: B is still missing (a count of rows alone would miss it).
     "A twice, B missing": (["A", "A", "C"], {"B"}),
     "a new one, B missing": (["A", "C", "N"], {"B"}),
+    "all delivered, a new one twice": (["A", "B", "C", "N", "N"], set()),
 }
 
 
@@ -310,11 +311,12 @@ def test_a_later_import_closes_what_is_missing_on_either_path(
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 10_000])
-def test_a_later_import_proves_that_nothing_is_missing_only_when_it_is_so(
+def test_a_later_import_proves_its_numbers_unique_and_nothing_missing_only_when_it_is_so(
     tmp_path: Path, fixed_now: datetime, chunk: int
 ) -> None:
-    """The proof that lets reconcile skip the scan of every open invoice after the last row (SQLite: the
-    batchwise work is SQLite's; PostgreSQL does all of reconcile after the last row)."""
+    """The proofs that let a later import skip, after the last row, the stage index with the duplicate query
+    (no number staged twice) and the scan of every open invoice against the stage (nothing missing). SQLite
+    only: the batchwise work is SQLite's; PostgreSQL does all of reconcile after the last row."""
     engine = make_engine(f"sqlite:///{tmp_path / 'proof.db'}")
     migrate(engine)
     try:
@@ -322,17 +324,20 @@ def test_a_later_import_proves_that_nothing_is_missing_only_when_it_is_so(
         proofs = {case: proof(engine, fixed_now, numbers, chunk) for case, (numbers, _) in REIMPORTS.items()}
     finally:
         engine.dispose()
+    # (open invoices matched, numbers proved unique, stage index made, nothing missing)
     assert proofs == {
-        "all delivered": (3, 0, True),
-        "B missing": (2, 0, False),
-        "A twice, B missing": (3, 2, False),
-        "a new one, B missing": (2, 0, False),
+        "all delivered": (3, True, False, True),
+        "B missing": (2, True, False, False),
+        "A twice, B missing": (2, False, True, False),
+        "a new one, B missing": (2, True, False, False),
+        "all delivered, a new one twice": (3, False, True, True),
     }
 
 
-def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tuple[int, int, bool]:
-    """Stage a later snapshot of ``numbers`` with the batch work, then roll back: (staged rows that matched
-    an open invoice, duplicate rows, nothing missing of the three open invoices)."""
+def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tuple[int, bool, bool, bool]:
+    """Stage a later snapshot of ``numbers`` with the batch work, then roll back: (open invoices that staged
+    rows matched, whether no number is staged twice, whether the stage index was made, whether nothing is
+    missing of the three open invoices)."""
     rows = [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(numbers, 2)]
     with engine.connect() as conn, conn.begin() as outer:
         admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
@@ -341,14 +346,19 @@ def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tupl
         assert isinstance(work, Changes)
         policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
         staged = stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True, chunk), work)
+        open_matched = conn.execute(sa.select(sa.func.count()).where(stage_matched.c.open)).scalar_one()
+        index = "SELECT count(*) FROM sqlite_temp_master WHERE name = 'ix_stage_invoices_number'"
+        indexed = bool(conn.exec_driver_sql(index).scalar_one())
+        result = (open_matched, staged.known.unique_numbers, indexed, work.nothing_missing(conn, 3))
         outer.rollback()
-    return work.matched_open, staged.duplicate_rows, work.nothing_missing(3, staged.duplicate_rows)
+    return result
 
 
-def test_the_count_of_open_matches_reads_the_batch_first(tmp_path: Path, fixed_now: datetime) -> None:
-    """Per batch, SQLite must look each staged row's number up in ``invoices``, not walk every open invoice
-    (by the status index) and scan the unindexed stage for each: as a join it chose the latter, and a 1M-row
-    re-import did not finish in 11 minutes. The tests above are too small to show a plan's cost."""
+def test_the_matches_read_the_batch_first(tmp_path: Path, fixed_now: datetime) -> None:
+    """Per batch, SQLite must look each staged row's number up in ``invoices``, not walk every invoice of the
+    administration (by an index) and scan the unindexed stage for each: as a join with the status, it chose
+    the latter once, and a 1M-row re-import did not finish in 11 minutes. The tests above are too small to
+    show a plan's cost."""
     engine = make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
     migrate(engine)
     try:
@@ -356,7 +366,7 @@ def test_the_count_of_open_matches_reads_the_batch_first(tmp_path: Path, fixed_n
             create_stage(conn)
             work = batchwise_work(conn, RunContext(1, 1, fixed_now, fixed_now.date()), "invoices")
             assert isinstance(work, Changes)
-            compiled = work.count_open.compile(conn)
+            compiled = work.match.compile(conn)
             params = {**compiled.params, "seen": 0, "last": 10}
             values = tuple(params[name] for name in compiled.positiontup or ())
             plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", values).all()
@@ -366,3 +376,28 @@ def test_the_count_of_open_matches_reads_the_batch_first(tmp_path: Path, fixed_n
     assert steps[0].startswith("SEARCH stage_invoices USING INTEGER PRIMARY KEY"), steps
     assert any("SEARCH invoices USING INDEX sqlite_autoindex_invoices_1" in step for step in steps), steps
     assert not any("ix_invoices_administration_status" in step for step in steps), steps
+
+
+def test_closures_look_the_numbers_up_in_an_indexed_stage(tmp_path: Path, fixed_now: datetime) -> None:
+    """With its numbers proved unique a later import makes no stage index after the last row; when an
+    invoice is missing after all, the closures make it, or each open invoice would scan the whole stage."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'closures.db'}")
+    migrate(engine)
+    try:
+        apply_snapshot(engine, stored_abc(), fixed_now)
+        rows = [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(("A", "C"), 2)]
+        with engine.connect() as conn, conn.begin() as outer:
+            admin_id = ensure_administration(conn, "ACME", "Acme B.V.", fixed_now)
+            run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=fixed_now)
+            ctx = RunContext(admin_id, run_id, fixed_now, fixed_now.date())
+            policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
+            source = LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True)
+            staged, applied = import_rows(conn, ctx, source, guards=None, ignore=policy.ignore)
+            index = "SELECT count(*) FROM sqlite_temp_master WHERE name = 'ix_stage_invoices_number'"
+            indexed = conn.exec_driver_sql(index).scalar_one()
+            outer.rollback()
+    finally:
+        engine.dispose()
+    assert staged.known.unique_numbers
+    assert applied.counts.invoices_closed == 1
+    assert indexed == 1
