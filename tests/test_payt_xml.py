@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 
 from gateway.errors import RejectFile
 from gateway.records import Entry, Snapshot
-from parsers.payt_xml import XmlOptions, parse_payt_xml
+from parsers.payt_xml import VALIDATOR_NICENESS, Validator, XmlOptions, parse_payt_xml
+from parsers.payt_xml_schema import ElementStream
 
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n'
 OPEN = '<OpenItems xmlns="urn:payt-gateway:open-items:1" administrationCode="ACME" currency="EUR">\n'
@@ -209,6 +211,17 @@ def test_the_validator_in_a_second_process_rejects_after_the_last_entry(tmp_path
     assert [(p.row, p.column) for p in caught.value.problems] == [(19, "/OpenItems/Debtor[1]/Invoice[2]/DueDate")]
 
 
+def test_the_validator_yields_the_cores_to_the_reading(tmp_path: Path) -> None:
+    """The validator runs nicer than the process that reads the entries, which the import waits for."""
+    path = tmp_path / "open-items.xml"
+    path.write_text(VALID, "utf-8")
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    with path.open("rb") as stream, Validator(stream.fileno(), 0) as validator:
+        niceness = os.getpriority(os.PRIO_PROCESS, validator.pid)
+        validator.reject_if_invalid()
+    assert niceness == min(19, ours + VALIDATOR_NICENESS) > ours
+
+
 def test_a_repeated_debtor_code_is_reported_on_each_debtor() -> None:
     text = VALID.replace('<Debtor code="10046">', '<Debtor code="10045">')
     assert rejected(text) == [
@@ -293,3 +306,39 @@ def test_a_consumer_that_stops_early_stops_the_worker(tmp_path: Path) -> None:
         entries = iter(parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0)).entries)
         assert next(entries).invoice.number == "2026-0042"
         entries.close()  # type: ignore[attr-defined]
+
+
+ADDRESS = "<Address><Street1>Dorpsweg 2</Street1><PostalCode>2345 BC</PostalCode><City>Zeist</City></Address>"
+
+
+def open_items_with(invoices: int, debtors: int = 1) -> bytes:
+    invoice = (
+        '<Invoice number="{n}"><InvoiceDate>2026-03-01</InvoiceDate><DueDate>2026-03-31</DueDate>'
+        "<TotalAmount>10.00</TotalAmount><OpenAmount>10.00</OpenAmount></Invoice>\n"
+    )
+    parts = ['<OpenItems xmlns="urn:payt-gateway:open-items:1" administrationCode="ACME">\n']
+    for d in range(debtors):
+        parts.append(f'<Debtor code="D{d}"><Name>Bedrijf {d}</Name>{ADDRESS}\n')
+        parts.extend(invoice.format(n=f"{d}-{n}") for n in range(invoices))
+        parts.append("</Debtor>\n")
+    parts.append("</OpenItems>\n")
+    return "".join(parts).encode()
+
+
+@pytest.mark.parametrize("validate", [True, False])
+@pytest.mark.parametrize(("debtors", "invoices"), [(1, 5000), (2000, 3)])
+def test_the_element_stream_keeps_a_bounded_tree(validate: bool, debtors: int, invoices: int) -> None:
+    """However many invoices one debtor has, and however many debtors: the tree holds a bounded number of
+    elements while the stream is read, and every element still comes."""
+    stream = ElementStream(io.BytesIO(open_items_with(invoices, debtors)), validate=validate)
+    largest = seen = 0
+    for element in stream:
+        seen += 1
+        root = element.getroottree().getroot()
+        largest = max(largest, sum(1 for _ in root.iter()))
+    assert seen == debtors * (invoices + 1)
+    # The parser reads ahead (~200 invoices here), and the debtor's data stays until its first invoice is
+    # read; the whole document has 30,000 (one debtor) or 16,000 (many debtors) elements.
+    assert largest <= 6 * 300, largest
+    if validate:
+        assert stream.verdict().valid
