@@ -28,7 +28,7 @@ from gateway.reconcile import (
     decide_invoice_update,
 )
 from gateway.reconcile_sql import RunContext as RunContext  # re-exported: the pipeline's callers build it
-from gateway.reconcile_sql import changed_invoices, new_debtors, new_invoices
+from gateway.reconcile_sql import changed_invoices, debtor_changed, new_debtors, new_invoices
 from gateway.records import DEBTOR_DATA_FIELDS, Problem, notice
 from gateway.stage_rows import RowSource
 from gateway.staging import (
@@ -90,10 +90,13 @@ def reconcile_staged(
         if reason:
             return Applied(counts, held=reason)
     invoices_before = state == "invoices"
-    counts.debtors_created = _insert_new_debtors(conn, ctx, staged.debtors)
+    known = batchwise.debtors if isinstance(batchwise, Changes) else None  # what the batches found of debtors
+    if known is None or known.new:
+        counts.debtors_created = _insert_new_debtors(conn, ctx, staged.debtors)
     if counts.debtors_created:
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
-    if state != "empty":  # else every staged debtor was just created as delivered: nothing to update
+    # Not into an empty administration (every staged debtor was just created as delivered: nothing to update).
+    if state != "empty" and (known is None or known.changed):
         counts.debtors_updated = _update_debtors(conn, ctx, staged.debtors)
     problems = _update_invoices(conn, ctx, counts, listed) if invoices_before else []
     counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before, listed)
@@ -186,12 +189,11 @@ def _insert_new_debtors(conn: Connection, ctx: RunContext, staged_debtors: sa.Ta
 def _update_debtors(conn: Connection, ctx: RunContext, staged_debtors: sa.Table) -> int:
     """Delivered debtor fields replace the stored ones; an empty cell is 'not delivered' and keeps it."""
     s, d = staged_debtors, debtors
-    changed = sa.or_(*(sa.and_(s.c[f].is_not(None), s.c[f].is_distinct_from(d.c[f])) for f in DEBTOR_DATA_FIELDS))
     statement = (
         d.update()
         .values({f: sa.func.coalesce(s.c[f], d.c[f]) for f in DEBTOR_DATA_FIELDS} | {"updated_run_id": ctx.run_id})
         .where(d.c.administration_id == ctx.administration_id, d.c.code == s.c.code)
-        .where(_not_blocked_debtor(s.c.code), changed)
+        .where(_not_blocked_debtor(s.c.code), debtor_changed(s, d))
     )
     return conn.execute(statement).rowcount
 

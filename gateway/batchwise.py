@@ -34,7 +34,14 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from gateway.reconcile_sql import RunContext, changed_invoices, insert_new, new_debtors, new_invoices
+from gateway.reconcile_sql import (
+    RunContext,
+    changed_invoices,
+    debtor_changed,
+    insert_new,
+    new_debtors,
+    new_invoices,
+)
 from gateway.records import DEBTOR_DATA_FIELDS
 from gateway.staging import (
     stage_blocked,
@@ -104,6 +111,26 @@ _NEW_TWICE = (
 
 
 @dataclass
+class DebtorFinds:
+    """What the batches' debtor versions hold: versions of debtors not stored, and versions that change a stored
+    debtor. When there are none, reconcile skips inserting new debtors or updating them after the last row
+    (200k debtors: ~0.3 s each of the importing process, while the parse worker is done)."""
+
+    count: sa.Select[tuple[int, int]]
+    new: int = 0
+    changed: int = 0
+    _seen: int = 0
+
+    def after_batch(self, conn: Connection) -> None:
+        seen = self._seen
+        last = conn.exec_driver_sql(f"SELECT max(rowid) FROM {stage_debtor_versions.name}").scalar()
+        if last is None or last <= seen:
+            return
+        new, changed = conn.execute(self.count, {"seen": seen, "last": last}).one()
+        self.new, self.changed, self._seen = self.new + new, self.changed + (changed or 0), last
+
+
+@dataclass
 class Changes:
     """Lists, batch by batch, the staged rows that change a stored invoice or are new (``find``: into
     stage_changed), and records each stored invoice that a staged row matched, once (``match``: into
@@ -111,6 +138,7 @@ class Changes:
 
     find: sa.Insert
     match: sa.Insert
+    debtors: DebtorFinds
     matched_rows: int = 0  # staged rows whose number is stored
     matched: int = 0  # the stored invoices they matched (rows of stage_matched)
     new_rows: int = 0  # staged rows whose number is not stored
@@ -118,6 +146,7 @@ class Changes:
     _listed: int = 0
 
     def after_batch(self, conn: Connection) -> None:
+        self.debtors.after_batch(conn)
         seen = self._seen
         self._seen, _ = _insert_since(conn, self.find, stage_invoices, seen)
         if self._seen == seen:
@@ -163,8 +192,19 @@ def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImp
         return Changes(
             stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found),
             insert_new("sqlite", stage_matched, ["invoice_id", "open"], matched, ["invoice_id"]),
+            DebtorFinds(debtor_finds(ctx)),
         )
     return None
+
+
+def debtor_finds(ctx: RunContext) -> sa.Select[tuple[int, int]]:
+    """Of a batch's debtor versions: how many are of a debtor not stored, and how many change a stored one. An
+    outer join keeps the batch as the outer loop (one lookup per version)."""
+    v, d = stage_debtor_versions, debtors
+    stored_code = sa.and_(d.c.administration_id == ctx.administration_id, d.c.code == v.c.code)
+    new = sa.func.count() - sa.func.count(d.c.id)
+    changed = sa.func.sum(sa.case((sa.and_(d.c.id.is_not(None), debtor_changed(v, d)), 1), else_=0))
+    return sa.select(new, changed).select_from(v.outerjoin(d, stored_code)).where(rowid_between(v))
 
 
 def _insert_since(conn: Connection, insert: sa.Insert, table: sa.Table, seen: int) -> tuple[int, int]:

@@ -39,6 +39,13 @@ def insert_new(dialect: str, table: sa.Table, columns: list[str], select: sa.Sel
     return statement.execution_options(preserve_rowcount=True)
 
 
+def debtor_changed(staged: sa.Table | sa.Alias, stored: sa.Table | sa.Alias) -> sa.ColumnElement[bool]:
+    """A staged debtor changes the stored one: a delivered field differs (an empty cell is 'not delivered')."""
+    return sa.or_(
+        *(sa.and_(staged.c[f].is_not(None), staged.c[f].is_distinct_from(stored.c[f])) for f in DEBTOR_DATA_FIELDS)
+    )
+
+
 def new_debtors(dialect: str, ctx: RunContext, source: sa.Table, where: sa.ColumnElement[bool]) -> sa.Insert:
     """The debtors of ``source`` (stage_debtors, or stage_debtor_versions for a first import) not yet stored."""
     select = sa.select(

@@ -401,3 +401,45 @@ def test_closures_look_the_numbers_up_in_an_indexed_stage(tmp_path: Path, fixed_
     assert staged.known.unique_numbers
     assert applied.counts.invoices_closed == 1
     assert indexed == 1
+
+
+DEBTOR_CASES = {
+    # (the later snapshot's rows as (number, debtor), (versions of debtors not stored, versions that change one))
+    "the same debtors": ([("A", debtor("D1")), ("B", debtor("D1")), ("C", debtor("D1"))], (0, 0)),
+    "a new debtor": ([("A", debtor("D1")), ("N", debtor("D2"))], (1, 0)),
+    "a changed debtor": ([("A", debtor("D1", city="Baarn"))], (0, 1)),
+    "changed on a later row": ([("A", debtor("D1")), ("B", debtor("D1", email="x@d1.nl"))], (0, 1)),
+}
+
+
+@pytest.mark.parametrize("case", DEBTOR_CASES)
+@pytest.mark.parametrize("chunk", [1, 10_000])
+def test_a_later_import_finds_new_and_changed_debtors_batch_by_batch(
+    tmp_path: Path, fixed_now: datetime, chunk: int, case: str
+) -> None:
+    """Without a new or a changed debtor among the batches, reconcile skips inserting or updating debtors
+    after the last row; the stored state is the staged path's either way."""
+    rows, expected = DEBTOR_CASES[case]
+    later = [entry(n, invoice(number, d.code, "10.00", "10.00"), d) for n, (number, d) in enumerate(rows, 2)]
+    engine = make_engine(f"sqlite:///{tmp_path / 'finds.db'}")
+    migrate(engine)
+    try:
+        apply_snapshot(engine, stored_abc(), fixed_now)
+        with engine.connect() as conn, conn.begin() as outer:
+            admin_id = ensure_administration(conn, "ACME", "Acme B.V.", fixed_now)
+            run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=fixed_now)
+            work = batchwise_work(conn, RunContext(admin_id, run_id, fixed_now, fixed_now.date()), "invoices")
+            assert isinstance(work, Changes)
+            policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
+            stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(later)), policy, True, chunk), work)
+            found = (work.debtors.new, work.debtors.changed)
+            outer.rollback()
+    finally:
+        engine.dispose()
+    assert found == expected
+    options = {"guards": None, "chunk": chunk}
+    staged = imported(tmp_path, "staged", [stored_abc(), later], fixed_now, batchwise=False, **options)
+    batchwise = imported(tmp_path, "batchwise", [stored_abc(), later], fixed_now, batchwise=True, **options)
+    assert batchwise == staged
+    counts = batchwise[1][1][0]
+    assert (counts.debtors_created, counts.debtors_updated) == (min(expected[0], 1), min(expected[1], 1))
