@@ -4,6 +4,8 @@ path's, whatever the batches cut."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from gateway.apply import RunContext, import_rows
 from gateway.batchwise import Changes, FirstImport, batchwise_work, stored
@@ -20,7 +22,7 @@ from gateway.ignore import IgnoreLists
 from gateway.records import DEBTOR_DATA_FIELDS, Entry, Snapshot
 from gateway.runs import start_run
 from gateway.stage_rows import LocalRows
-from gateway.staging import Known, StagePolicy, create_stage, stage_matched, stage_source
+from gateway.staging import Known, Staged, StagePolicy, create_stage, stage_matched, stage_source
 from gateway.store import ensure_administration, make_engine, migrate, transaction
 from gateway.tables import debtors, invoices, payments
 from tests.test_reconcile_db import ZONE, apply_snapshot, debtor, entry, invoice
@@ -334,11 +336,11 @@ def test_a_later_import_proves_its_numbers_unique_and_nothing_missing_only_when_
     }
 
 
-def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tuple[int, bool, bool, bool]:
-    """Stage a later snapshot of ``numbers`` with the batch work, then roll back: (open invoices that staged
-    rows matched, whether no number is staged twice, whether the stage index was made, whether nothing is
-    missing of the three open invoices)."""
-    rows = [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(numbers, 2)]
+@contextmanager
+def later_stage(
+    engine: Engine, now: datetime, rows: list[Entry], chunk: int
+) -> Iterator[tuple[Connection, Changes, Staged]]:
+    """A later snapshot staged with the batch work, inside a transaction that is rolled back afterwards."""
     with engine.connect() as conn, conn.begin() as outer:
         admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
         run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=now)
@@ -346,12 +348,20 @@ def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tupl
         assert isinstance(work, Changes)
         policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
         staged = stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(rows)), policy, True, chunk), work)
+        yield conn, work, staged
+        outer.rollback()
+
+
+def proof(engine: Engine, now: datetime, numbers: list[str], chunk: int) -> tuple[int, bool, bool, bool]:
+    """Stage a later snapshot of ``numbers`` with the batch work, then roll back: (open invoices that staged
+    rows matched, whether no number is staged twice, whether the stage index was made, whether nothing is
+    missing of the three open invoices)."""
+    rows = [entry(n, invoice(number, "D1", "10.00", "10.00")) for n, number in enumerate(numbers, 2)]
+    with later_stage(engine, now, rows, chunk) as (conn, work, staged):
         open_matched = conn.execute(sa.select(sa.func.count()).where(stage_matched.c.open)).scalar_one()
         index = "SELECT count(*) FROM sqlite_temp_master WHERE name = 'ix_stage_invoices_number'"
         indexed = bool(conn.exec_driver_sql(index).scalar_one())
-        result = (open_matched, staged.known.unique_numbers, indexed, work.nothing_missing(conn, 3))
-        outer.rollback()
-    return result
+        return open_matched, staged.known.unique_numbers, indexed, work.nothing_missing(conn, 3)
 
 
 def test_the_matches_read_the_batch_first(tmp_path: Path, fixed_now: datetime) -> None:
@@ -425,15 +435,8 @@ def test_a_later_import_finds_new_and_changed_debtors_batch_by_batch(
     migrate(engine)
     try:
         apply_snapshot(engine, stored_abc(), fixed_now)
-        with engine.connect() as conn, conn.begin() as outer:
-            admin_id = ensure_administration(conn, "ACME", "Acme B.V.", fixed_now)
-            run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=fixed_now)
-            work = batchwise_work(conn, RunContext(admin_id, run_id, fixed_now, fixed_now.date()), "invoices")
-            assert isinstance(work, Changes)
-            policy = StagePolicy(KINDS, IgnoreLists.from_settings(IGNORE), ZONE)
-            stage_source(conn, LocalRows(Snapshot("ACME", entries=iter(later)), policy, True, chunk), work)
+        with later_stage(engine, fixed_now, later, chunk) as (_, work, _):
             found = (work.debtors.new, work.debtors.changed)
-            outer.rollback()
     finally:
         engine.dispose()
     assert found == expected
