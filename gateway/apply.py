@@ -90,13 +90,13 @@ def reconcile_staged(
         if reason:
             return Applied(counts, held=reason)
     invoices_before = state == "invoices"
-    known = batchwise.debtors if isinstance(batchwise, Changes) else None  # what the batches found of debtors
-    if known is None or known.new:
+    finds = batchwise.debtors if isinstance(batchwise, Changes) else None  # what the batches found of debtors
+    if finds is None or finds.new:
         counts.debtors_created = _insert_new_debtors(conn, ctx, staged.debtors)
     if counts.debtors_created:
         analyze(conn, "debtors")  # the invoices about to be inserted join the new debtors
     # Not into an empty administration (every staged debtor was just created as delivered: nothing to update).
-    if state != "empty" and (known is None or known.changed):
+    if state != "empty" and (finds is None or finds.changed):
         counts.debtors_updated = _update_debtors(conn, ctx, staged.debtors)
     problems = _update_invoices(conn, ctx, counts, listed) if invoices_before else []
     counts.invoices_created = _insert_new_invoices(conn, ctx, invoices_before, listed)
