@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -251,6 +250,8 @@ def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts, found: b
         query = changed_invoices(ctx, columns)
     query = query.order_by(i.c.id)
     m = len(MUTABLE_INVOICE_FIELDS)
+    now = driver_datetime(conn, ctx.now)
+    sent_at = MUTABLE_INVOICE_FIELDS.index("sent_at")  # the one timestamp among the mutable fields
     problems: list[Problem] = []
     after = 0
     while True:
@@ -273,28 +274,15 @@ def _update_invoices(conn: Connection, ctx: RunContext, counts: Counts, found: b
                 counts.invoices_updated += 1
                 counts.invoices_closed += decision.closed
                 status = decision.values.get("status", stored.status)
-                updates.append(
-                    (
-                        incoming.amount_open_cents,
-                        status,
-                        status,
-                        ctx.now,
-                        *incoming.mutable,
-                        ctx.run_id,
-                        stored.id,
-                    )
-                )
-        execute_many(conn, _UPDATE_INVOICE, [_driver_row(conn, u) for u in updates])
+                mutable = list(incoming.mutable)
+                mutable[sent_at] = driver_datetime(conn, mutable[sent_at])
+                updates.append((incoming.amount_open_cents, status, status, now, *mutable, ctx.run_id, stored.id))
+        execute_many(conn, _UPDATE_INVOICE, updates)
         bulk_insert(conn, "payments", ["invoice_id", "amount_cents", "paid_on", "run_id"], paid)
 
 
 def _take(row: Sequence[Any], start: int, stop: int) -> tuple[Any, ...]:
     return tuple(row[start:stop])
-
-
-def _driver_row(conn: Connection, row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Aware datetimes (now, sent_at) as the driver should receive them for a UTCDateTime column."""
-    return tuple(driver_datetime(conn, v) if isinstance(v, datetime) else v for v in row)
 
 
 def _close_missing(conn: Connection, ctx: RunContext, to_close: int) -> int:

@@ -317,3 +317,21 @@ def test_invoice_kinds(engine: Engine, fixed_now: datetime) -> None:
         "P1": ("prepaid", False, "paid"),
         "I1": ("invoice", True, "open"),
     }
+
+
+def test_a_later_import_sets_a_delivered_sent_at_as_a_new_one_stores_it(engine: Engine, fixed_now: datetime) -> None:
+    """A sent_at delivered for a stored invoice is written in the form a new invoice's is (naive UTC on
+    SQLite, aware on PostgreSQL): read back, both are the same moment, and on SQLite the same text."""
+    sent = datetime(2026, 3, 1, 10, 15, tzinfo=ZONE)
+    apply_snapshot(engine, [entry(2, invoice("A", "D1", "10.00", "10.00"))], fixed_now)
+    later = [
+        entry(2, replace(invoice("A", "D1", "10.00", "4.00"), sent_at=sent)),
+        entry(3, replace(invoice("B", "D1", "10.00", "10.00"), sent_at=sent)),
+    ]
+    outcome = apply_snapshot(engine, later, fixed_now + timedelta(hours=1))
+    assert (outcome.applied.counts.invoices_updated, outcome.applied.counts.invoices_created) == (1, 1)
+    with engine.connect() as conn:
+        stored = dict(conn.execute(sa.select(invoices.c.number, invoices.c.sent_at)).all())
+        raw = dict(conn.exec_driver_sql("SELECT number, CAST(sent_at AS TEXT) FROM invoices").all())
+    assert stored == {"A": sent, "B": sent}
+    assert raw["A"] == raw["B"]
