@@ -77,7 +77,7 @@ def replay_one(engine: Any, batches: list[Batch], now: datetime) -> tuple[float,
             if work is not None:
                 work.after_batch(conn)
         staged_at = time.process_time()
-        known = Known(work is not None and work.unique_numbers(conn), one_version_per_debtor(conn))
+        known = _known(conn, work)
         staged = finish_stage(conn, set(), 0, known)
         applied = reconcile_staged(
             conn,
@@ -94,6 +94,18 @@ def replay_one(engine: Any, batches: list[Batch], now: datetime) -> tuple[float,
         discard_stage(conn)
     committed_at = time.process_time()
     return staged_at - started, reconciled_at - staged_at, committed_at - reconciled_at, applied.counts
+
+
+def _known(conn: Any, work: Any) -> Known:
+    """What the batch work proved, as ``stage_source`` asks it (older checkouts: what they could ask)."""
+    if work is None:
+        return Known(False, one_version_per_debtor(conn))
+    try:
+        unique = work.unique_numbers(conn)
+    except TypeError:  # before 14b264e
+        unique = work.unique_numbers()
+    ask = getattr(work, "one_version_per_debtor", None)  # from this session's last change
+    return Known(unique, ask(conn) if ask is not None else one_version_per_debtor(conn))
 
 
 def replay(files: Sequence[Path], parent: Path | None) -> int:

@@ -43,6 +43,7 @@ from gateway.reconcile_sql import (
     new_invoices,
 )
 from gateway.records import DEBTOR_DATA_FIELDS
+from gateway.staging import one_version_per_debtor as count_one_version_per_debtor
 from gateway.staging import (
     stage_blocked,
     stage_changed,
@@ -80,6 +81,11 @@ class FirstImport:
         as many invoices were created as rows were staged, no number is staged twice. (The stage tables are
         new and nothing is deleted while rows are staged, so the last rowid is the number of rows.)"""
         return self.invoices_inserted == self._invoices_seen
+
+    def one_version_per_debtor(self, conn: Connection) -> bool:
+        """Likewise each staged debtor version created a debtor unless its code was created before: as many
+        debtors as versions, and no code has two (without the count over the versions after the last row)."""
+        return self.debtors_inserted == self._versions_seen
 
     def settle(self, conn: Connection, one_version_per_debtor: bool) -> tuple[int, int]:
         """After the file-wide rules (``finish_stage``): drop blocked invoices, give debtors their last data
@@ -164,6 +170,9 @@ class Changes:
         if self.matched != self.matched_rows:
             return False
         return self.new_rows < 2 or not conn.exec_driver_sql(_NEW_TWICE).scalar()
+
+    def one_version_per_debtor(self, conn: Connection) -> bool:
+        return count_one_version_per_debtor(conn)
 
     def nothing_missing(self, conn: Connection, open_count: int) -> bool:
         """Whether every open stored invoice was delivered, so that none is to be closed: the staged rows

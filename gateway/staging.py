@@ -157,6 +157,10 @@ class BatchWork(Protocol):
         """Once every batch is staged: whether the work proved that no invoice number is staged twice."""
         ...
 
+    def one_version_per_debtor(self, conn: Connection) -> bool:
+        """Once every batch is staged: whether no debtor code has two versions (``one_version_per_debtor``)."""
+        ...
+
 
 def stage_source(conn: Connection, source: RowSource, work: BatchWork | None = None) -> Staged:
     """Stream the source's rows into the stage tables, then apply the file-wide rules. ``work`` runs after
@@ -170,7 +174,10 @@ def stage_source(conn: Connection, source: RowSource, work: BatchWork | None = N
     blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
-    known = Known(work is not None and work.unique_numbers(conn), one_version_per_debtor(conn))
+    if work is None:
+        known = Known(False, one_version_per_debtor(conn))
+    else:
+        known = Known(work.unique_numbers(conn), work.one_version_per_debtor(conn))
     return finish_stage(conn, blocked, source.ignored, known)
 
 
