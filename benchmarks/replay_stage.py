@@ -36,6 +36,11 @@ from gateway.staging import Known, create_stage, discard_stage, finish_stage, on
 from gateway.store import ensure_administration, make_engine, migrate, transaction
 from parsers.payt_csv import CsvOptions, parse_payt_csv
 
+try:
+    from gateway.staging import proved
+except ImportError:  # a checkout before this function (PYTHONPATH=<other checkout>)
+    proved = None  # type: ignore[assignment]
+
 ADMINISTRATION = "BENCH"
 IGNORE = IgnoreLists.from_settings(IgnoreSettings())
 
@@ -97,7 +102,10 @@ def replay_one(engine: Any, batches: list[Batch], now: datetime) -> tuple[float,
 
 
 def _known(conn: Any, work: Any) -> Known:
-    """What the batch work proved, as ``stage_source`` asks it (older checkouts: what they could ask)."""
+    """What the batch work proved, as ``stage_source`` asks it (``staging.proved``; older checkouts, which
+    have no such function: what they could ask)."""
+    if proved is not None:
+        return proved(conn, work)
     if work is None:
         return Known(False, one_version_per_debtor(conn))
     try:

@@ -129,8 +129,8 @@ class DebtorFinds:
 
     def after_batch(self, conn: Connection) -> None:
         seen = self._seen
-        last = conn.exec_driver_sql(f"SELECT max(rowid) FROM {stage_debtor_versions.name}").scalar()
-        if last is None or last <= seen:
+        last = _staged_since(conn, stage_debtor_versions, seen)
+        if last is None:
             return
         new, changed = conn.execute(self.count, {"seen": seen, "last": last}).one()
         self.new, self.changed, self._seen = self.new + new, self.changed + (changed or 0), last
@@ -219,11 +219,17 @@ def debtor_finds(ctx: RunContext) -> sa.Select[tuple[int, int]]:
 def _insert_since(conn: Connection, insert: sa.Insert, table: sa.Table, seen: int) -> tuple[int, int]:
     """Run ``insert`` (an INSERT … SELECT from ``table`` filtered by ``rowid_between``) on the rows after
     rowid ``seen``; the new last rowid and the number of rows inserted."""
-    last = conn.exec_driver_sql(f"SELECT max(rowid) FROM {table.name}").scalar()
-    if last is None or last <= seen:
+    last = _staged_since(conn, table, seen)
+    if last is None:
         return seen, 0
     inserted = conn.execute(insert, {"seen": seen, "last": last}).rowcount
     return last, inserted
+
+
+def _staged_since(conn: Connection, table: sa.Table, seen: int) -> int | None:
+    """The last rowid of ``table`` when rows were staged after rowid ``seen``, else None."""
+    last = conn.exec_driver_sql(f"SELECT max(rowid) FROM {table.name}").scalar()
+    return last if last is not None and last > seen else None
 
 
 def rowid(table: sa.Table) -> sa.ColumnElement[int]:

@@ -14,9 +14,9 @@ one process (the parser, then ``StageRows``) and writes length-prefixed frames t
 The parent turns these back into a ``Snapshot`` and batches (``WorkerRows``), so that staging, reconcile
 and the run ledger are exactly as for an import in one process. The worker opens the file anew through the
 inherited descriptor (``/proc/self/fd``): it reads at its own offset, so the parent can start it first and
-then hash and sniff the same open file while the worker starts and reads the header. Nothing is written by the worker: a
-crash of either process before the commit leaves nothing applied. If the parent dies, the worker's next
-write fails (broken pipe) and it exits; the parent kills the worker when it stops reading early.
+then hash and sniff the same open file while the worker starts and reads the header. Nothing is written by
+the worker: a crash of either process before the commit leaves nothing applied. If the parent dies, the
+worker's next write fails (broken pipe) and it exits; the parent kills the worker when it stops reading early.
 """
 
 from __future__ import annotations

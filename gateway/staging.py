@@ -174,11 +174,14 @@ def stage_source(conn: Connection, source: RowSource, work: BatchWork | None = N
     blocked = {("invoice", n) for n in source.blocked_invoices}
     blocked.update(("invoice", n) for n in snapshot.blocked_invoices)
     blocked.update(("debtor", c) for c in snapshot.blocked_debtors)
+    return finish_stage(conn, blocked, source.ignored, proved(conn, work))
+
+
+def proved(conn: Connection, work: BatchWork | None) -> Known:
+    """What is known of the whole stage once every batch is staged: what the batch work proved, if any."""
     if work is None:
-        known = Known(False, one_version_per_debtor(conn))
-    else:
-        known = Known(work.unique_numbers(conn), work.one_version_per_debtor(conn))
-    return finish_stage(conn, blocked, source.ignored, known)
+        return Known(False, one_version_per_debtor(conn))
+    return Known(work.unique_numbers(conn), work.one_version_per_debtor(conn))
 
 
 def one_version_per_debtor(conn: Connection) -> bool:
