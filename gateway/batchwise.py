@@ -52,6 +52,7 @@ from gateway.staging import (
     stage_invoices,
     stage_matched,
 )
+from gateway.store import reusable
 from gateway.tables import debtors, invoices
 
 Stored = Literal["empty", "debtors", "invoices"]
@@ -62,8 +63,8 @@ class FirstImport:
     """Inserts the staged batches of a first import; ``settle`` once the stage is finished."""
 
     administration_id: int
-    insert_debtors: sa.Insert
-    insert_invoices: sa.Insert
+    insert_debtors: sa.Executable
+    insert_invoices: sa.Executable
     debtors_inserted: int = 0
     invoices_inserted: int = 0
     _versions_seen: int = 0
@@ -143,7 +144,7 @@ class Changes:
     stage_matched, which ignores an invoice matched again)."""
 
     find: sa.Insert
-    match: sa.Insert
+    match: sa.Executable
     debtors: DebtorFinds
     matched_rows: int = 0  # staged rows whose number is stored
     matched: int = 0  # the stored invoices they matched (rows of stage_matched)
@@ -185,13 +186,14 @@ class Changes:
 def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImport | Changes | None:
     """What can be done on each batch while the file is read (SQLite), given what the administration has
     ``stored``: all the inserts into an empty one, or listing the rows that change a stored invoice or are new."""
-    if conn.dialect.name != "sqlite":
+    dialect = conn.dialect
+    if dialect.name != "sqlite":
         return None
     if state == "empty":
         return FirstImport(
             ctx.administration_id,
-            new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
-            new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
+            reusable(new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)), dialect),
+            reusable(new_invoices("sqlite", ctx, rowid_between(stage_invoices)), dialect),
         )
     if state == "invoices":
         s, i = stage_invoices, invoices
@@ -200,7 +202,7 @@ def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImp
         matched = sa.select(i.c.id, i.c.status == "open").select_from(s.join(i, stored_number)).where(rowid_between(s))
         return Changes(
             stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found),
-            insert_new("sqlite", stage_matched, ["invoice_id", "open"], matched, ["invoice_id"]),
+            reusable(insert_new("sqlite", stage_matched, ["invoice_id", "open"], matched, ["invoice_id"]), dialect),
             DebtorFinds(debtor_finds(ctx)),
         )
     return None
@@ -216,7 +218,7 @@ def debtor_finds(ctx: RunContext) -> sa.Select[tuple[int, int]]:
     return sa.select(new, changed).select_from(v.outerjoin(d, stored_code)).where(rowid_between(v))
 
 
-def _insert_since(conn: Connection, insert: sa.Insert, table: sa.Table, seen: int) -> tuple[int, int]:
+def _insert_since(conn: Connection, insert: sa.Executable, table: sa.Table, seen: int) -> tuple[int, int]:
     """Run ``insert`` (an INSERT … SELECT from ``table`` filtered by ``rowid_between``) on the rows after
     rowid ``seen``; the new last rowid and the number of rows inserted."""
     last = _staged_since(conn, table, seen)
