@@ -21,6 +21,7 @@ worker's next write fails (broken pipe) and it exits; the parent kills the worke
 
 from __future__ import annotations
 
+import gc
 import marshal
 import os
 import pickle
@@ -44,6 +45,11 @@ MIN_BYTES = 8 << 20  # smaller files are parsed in the importing process (the wo
 # the schema validator (``parsers.payt_xml_worker``), and reads the entries without the schema meanwhile.
 WORKER_FORMATS = frozenset({"payt-csv", "payt-xml"})
 PROC_FDS = "/proc/self/fd"
+# The worker's garbage collector: a young collection after 100,000 new objects rather than 700. A 1M-row file
+# made ~1,000 young and ~90 middle collections, each scanning the rows in hand; the worker is the import's
+# critical path on a fast machine. callgrind, 100k rows: 7,931.8M -> 7,805.3M instructions (-1.6 %). Cycles are
+# still collected; the worker lives for one file.
+GC_THRESHOLD = (100_000, 10, 10)
 
 
 class ParseWorkerError(RuntimeError):
@@ -225,6 +231,7 @@ def run(job: Job, out: BinaryIO) -> None:
 
 
 def main() -> None:
+    gc.set_threshold(*GC_THRESHOLD)
     job = pickle.load(sys.stdin.buffer)
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to stderr, never into the frames
