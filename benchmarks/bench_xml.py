@@ -38,6 +38,7 @@ from bench_ingest import (
     git_commit,
     masked,
     run_ingest,
+    settle_writes,
     sizes,
 )
 from generate_csv import DEFAULT_AS_OF
@@ -175,6 +176,7 @@ def bench(size: int, args: argparse.Namespace) -> Result:
         (folder / "gateway.toml").write_text(gateway_toml(url).replace('"payt-csv"', '"auto"'), "utf-8")
         xml_file = folder / f"open-items-{size}.xml"
         generated = generate(xml_file, size, args.seed)
+        settle_writes()
         load_before = os.getloadavg()[0]
         with PeakSampler() as sampler:
             outcome = run_ingest(folder, xml_file, datetime.combine(DEFAULT_AS_OF, datetime.min.time(), UTC))
