@@ -217,6 +217,9 @@ def reusable(statement: sa.Insert, dialect: sa.Dialect) -> sa.Executable:
     if dialect.name != "sqlite":
         return statement
     compiled = statement.compile(dialect=sqlite_dialect.dialect(paramstyle="named"))
+    if compiled.post_compile_params or compiled.literal_execute_params:
+        # An expanding IN list is rendered at execution, from its values: a text cannot hold it.
+        raise ValueError("a statement with parameters rendered at execution (an expanding IN) cannot be a text")
     binds = [
         sa.bindparam(name, type_=bind.type) if bind.required else sa.bindparam(name, bind.effective_value, bind.type)
         for bind, name in compiled.bind_names.items()

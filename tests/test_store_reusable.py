@@ -118,3 +118,13 @@ def test_a_statement_compiled_for_another_run_keeps_its_own_values(sqlite_conn: 
 def test_on_postgresql_the_statement_is_itself(engine: Engine) -> None:
     statement = upsert(engine.dialect.name, "any")
     assert (reusable(statement, engine.dialect) is statement) == (engine.dialect.name != "sqlite")
+
+
+def test_a_statement_rendered_at_execution_is_refused(sqlite_conn: Connection) -> None:
+    """An expanding IN list is rendered from the values of each execution; compiled once it would be wrong."""
+    select = sa.select(source.c.n, sa.literal("in"), sa.literal(AT, UTCDateTime)).where(
+        source.c.n.in_(sa.bindparam("numbers", expanding=True))
+    )
+    statement = insert_new("sqlite", target, ["n", "label", "at"], select, ["n"])
+    with pytest.raises(ValueError, match="expanding IN"):
+        reusable(statement, sqlite_conn.dialect)
