@@ -105,7 +105,10 @@ class StageRows:
                 blocked.add(number)
                 self.ignored += 1
                 continue
-            total, open_ = to_cents(inv.amount_total), to_cents(inv.amount_open)
+            amount_total, amount_open = inv.amount_total, inv.amount_open
+            total = to_cents(amount_total)
+            # A parser gives an open amount written as the total the total's own Decimal: most rows are unpaid.
+            open_ = total if amount_open is amount_total else to_cents(amount_open)
             kind, kind_policy = decide_kind(total, open_, kinds)
             if kind_policy == "skip":
                 blocked.add(number)

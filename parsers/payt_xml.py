@@ -466,7 +466,8 @@ class _Extractor:
                     raise _Slow
                 invoice_date = cached_date(invoice_s) or new_date(invoice_s)
                 due_date = cached_date(due_s) or new_date(due_s)
-                total, open_ = Decimal(total_s), Decimal(open_s)
+                total = Decimal(total_s)
+                open_ = total if open_s == total_s else Decimal(open_s)  # the same object: see StageRows
                 if due_date < invoice_date or not fits(open_, total):
                     raise _Slow
                 invoice: Invoice | None = Invoice(
