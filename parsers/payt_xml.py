@@ -454,9 +454,8 @@ class _Extractor:
                     or total_s is None
                     or open_s is None
                     or not simple_amount(total_s)
-                    or not simple_amount(open_s)
                     or "," in total_s
-                    or "," in open_s
+                    or (open_s != total_s and (not simple_amount(open_s) or "," in open_s))
                     or (currency and currency not in currencies)
                     or (
                         len(description) + len(condition) + len(reference) + len(order) + len(document) > limit
