@@ -244,10 +244,12 @@ class UploadHandle(paramiko.SFTPHandle):
         return SFTP_OK
 
     def abort(self, reason: str) -> None:
-        """The session ended with the handle open: nothing reaches the inbox."""
+        """The session ended with the handle open: nothing reaches the inbox. The partial file is removed before
+        the event is logged, so that the event means it is gone (a test that waited for the event could find it)."""
         if self.done:
             return
         s = self.session
+        self._discard()
         log.warning(
             "sftp_upload_aborted",
             account=s.account.name,
@@ -257,7 +259,6 @@ class UploadHandle(paramiko.SFTPHandle):
             size=self.size,
             reason=reason,
         )
-        self._discard()
 
     def _digest(self) -> str:
         if self.sequential and self.hashed == self.size:
