@@ -9,7 +9,9 @@ Schema validation (``parsers.payt_xml_schema``) decides whether the file is take
 - a small file (below ``XmlOptions.parallel_from_bytes``) is validated before ``parse_payt_xml`` returns;
   an invalid one raises ``RejectFile`` with every schema error located;
 - a large file on disk is validated by a second process (``parsers.payt_xml_worker``) while this one reads
-  the entries without the schema: the two passes run on two cores. (In the gateway a large file is parsed in
+  the entries without the schema: the two passes run on two cores. The validator checks the schema in C
+  (``parsers.schema_stream``) and leaves the unique keys of a valid file to the reading, which hashes them
+  as it goes and locates any repeated one at the end (``duplicate_keys``). (In the gateway a large file is parsed in
   a worker process, ``gateway.parse_worker``, so there are three: the importing process writes the stage
   rows, the worker reads the entries, the validator checks the schema.) The entries generator raises
   ``RejectFile`` after the last entry if the validator found the file invalid, so a consumer that stages
@@ -43,6 +45,7 @@ from parsers.payt_xml_schema import (
     NS,
     ROOT,
     ElementStream,
+    duplicate_keys,
     validate_payt_xml,
 )
 from parsers.row_checks import (
@@ -245,13 +248,18 @@ def _parallel_entries(
     file in a second process; after the last entry, ``RejectFile`` if the validator found the file invalid
     (the consumer must not take anything before the end). The validator's verdict also comes first when the
     reading stops on a surprise: an invalid file explains it better than a traceback."""
+    stream = ElementStream(source, validate=False, hash_keys=True)
     with Validator(fd, offset) as validator:
         try:
-            yield from extract(ElementStream(source, validate=False), snapshot, options)
+            yield from extract(stream, snapshot, options)
         except Exception:
             validator.reject_if_invalid()
             raise
         validator.reject_if_invalid()
+    source.seek(offset)
+    repeated = duplicate_keys(source, stream)  # the validator leaves the unique keys of a valid file to us
+    if repeated:
+        raise RejectFile(repeated)
     _check_empty(snapshot)
 
 

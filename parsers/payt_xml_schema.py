@@ -33,6 +33,7 @@ from typing import IO, Any, cast
 
 from lxml import etree
 
+from gateway.errors import RejectFile
 from gateway.records import Problem, error, notice
 from parsers.unique_keys import HashedKeys, KeySpec, without_identity_constraints
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, safe_parser, syntax_error
@@ -74,11 +75,18 @@ class StreamSchema:
 
 
 @functools.cache
-def load_schema() -> StreamSchema:
-    """The compiled payt-xml schema, once per process (derived from the published XSD at load time)."""
+def stream_xsd() -> tuple[bytes, tuple[KeySpec, ...]]:
+    """The published XSD without its identity constraints, as a document, and those constraints."""
     source = files("schemas").joinpath(SCHEMA_RESOURCE).read_bytes()
     document, keys = without_identity_constraints(etree.fromstring(source, safe_parser()))
-    return StreamSchema(etree.XMLSchema(document), keys)
+    return etree.tostring(document), keys
+
+
+@functools.cache
+def load_schema() -> StreamSchema:
+    """The compiled payt-xml schema, once per process (derived from the published XSD at load time)."""
+    xsd, keys = stream_xsd()
+    return StreamSchema(etree.XMLSchema(etree.fromstring(xsd, safe_parser())), keys)
 
 
 @dataclass
@@ -96,26 +104,30 @@ class ElementStream:
     stays bounded however many debtors and invoices there are (a debtor's data is read with its first
     invoice). With ``validate``, libxml2 validates against the stream schema while it parses and the keys of
     its ``xs:unique`` constraints are hashed; ``verdict()`` after the iteration says whether the file is valid
-    (the iteration ends early once ``MAX_COUNTED`` errors are logged). Iterating raises ``RejectFile`` for a
-    DOCTYPE or XML that is not well-formed.
+    (the iteration ends early once ``MAX_COUNTED`` errors are logged). ``hash_keys`` hashes the keys without
+    validating: the reading of a file that ``parsers.schema_stream`` validates (``duplicate_keys`` after it).
+    Iterating raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed.
     """
 
-    def __init__(self, source: IO[bytes], validate: bool):
+    def __init__(self, source: IO[bytes], validate: bool, hash_keys: bool | None = None):
         self.source = source
         self.validate = validate
         self.messages: list[str] = []
         self.stopped = False
         loaded = load_schema()
-        self.hashed = {spec.name: HashedKeys() for spec in loaded.keys} if validate else {}
-        self.keyed = {spec.tag: (spec.attribute, self.hashed[spec.name].add) for spec in loaded.keys if validate}
+        hashing = validate if hash_keys is None else hash_keys
+        self.hashed = {spec.name: HashedKeys() for spec in loaded.keys} if hashing else {}
+        self.keyed = {spec.tag: (spec.attribute, self.hashed[spec.name].add) for spec in loaded.keys if hashing}
         self.schema = loaded.schema if validate else None
 
     def __iter__(self) -> Iterator[Any]:
         etree.clear_error_log()  # the log that a failed iterparse reports would hold earlier parses' errors too
         keyed = self.keyed
-        tags = tuple(dict.fromkeys((DEBTOR, INVOICE, *keyed)))
+        root_tag = ROOT if self.validate else None  # its end says the document is complete (see below)
+        tags = tuple(dict.fromkeys((DEBTOR, INVOICE, *keyed, *([ROOT] if root_tag else []))))
         parser = etree.iterparse(self.source, events=("end",), tag=tags, schema=self.schema, **SAFE_OPTIONS)
         checked = False
+        closed = False
         debtors = 0
         try:
             for _, element in parser:
@@ -123,6 +135,9 @@ class ElementStream:
                     refuse_doctype(element)
                     checked = True
                 tag = element.tag
+                if tag == root_tag and element.getparent() is None:
+                    closed = True
+                    continue
                 key = keyed.get(tag)
                 if key is not None:
                     value = element.get(key[0])
@@ -140,15 +155,20 @@ class ElementStream:
                         return
         except etree.XMLSyntaxError as exc:
             log = cast(Iterable[Any], exc.error_log)
-            if not self.validate or any(e.domain_name != "SCHEMASV" for e in log if e.level_name in ("ERROR", "FATAL")):
+            messages = _schema_messages(log) if self.validate else []
+            if not messages or any(e.domain_name != "SCHEMASV" for e in log if e.level_name in ("ERROR", "FATAL")):
+                # (With the schema, libxml2 can lose the syntax error itself: "no element found", an empty log.)
                 raise syntax_error(exc) from None
-            self.messages = _schema_messages(log)
+            self.messages = messages
             return
         root = getattr(parser, "root", None)
         if root is not None and not checked:
             refuse_doctype(root)
         if self.validate:
             self.messages = _schema_messages(parser.error_log)
+            if not closed and not self.messages:
+                # With the schema, libxml2 can end a document cut short without a word (lxml 5/6).
+                raise RejectFile([error("xml_not_well_formed", "the XML ends before its root element is closed")])
 
     def verdict(self) -> FirstPass:
         """After the iteration: the schema messages and the candidate duplicate keys."""
@@ -158,10 +178,20 @@ class ElementStream:
 
 
 def first_pass(source: IO[bytes]) -> FirstPass:
-    """Validate while parsing. Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed."""
+    """Validate while parsing. Raises ``RejectFile`` for a DOCTYPE or XML that is not well-formed.
+
+    A file error is the one that reading without the schema gives: with the schema, libxml2 can report a
+    mismatched end tag as "no element found", without a line."""
+    start = source.tell()
     stream = ElementStream(source, validate=True)
-    for _ in stream:
-        pass
+    try:
+        for _ in stream:
+            pass
+    except RejectFile:
+        source.seek(start)
+        for _ in ElementStream(source, validate=False):
+            pass
+        raise
     return stream.verdict()
 
 
@@ -374,6 +404,16 @@ def validate_payt_xml(source: IO[bytes]) -> list[Problem]:
         return explain(source, first)
     finally:
         source.seek(start)
+
+
+def duplicate_keys(source: IO[bytes], stream: ElementStream) -> list[Problem]:
+    """After ``stream`` (with ``hash_keys``) has read a file that is valid against the stream schema: its
+    repeated keys, located and compared exactly (empty when no hash was repeated, or only by a collision).
+    Reads ``source`` again from its current position, only when a hash was repeated."""
+    first = stream.verdict()
+    if not first.repeated:
+        return []
+    return explain(source, FirstPass(False, [], False, first.repeated))
 
 
 class PreadReader:
