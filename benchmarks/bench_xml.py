@@ -7,7 +7,8 @@ For each size: a seeded payt-xml file (``generate_xml.py``, the same open items 
    CPU time and peak RSS from ``os.wait4`` (user + system and the maximum, over the ingest process and the
    worker process that validates and reads the file), and each process's own peak (``VmHWM``) and CPU
    time, sampled every 0.1 s from ``/proc``: the sum of the peaks, and the worker's share of the CPU;
-2. the streaming lxml schema pass alone (``parsers.payt_xml_schema.first_pass``) in a fresh process;
+2. the streaming lxml schema pass alone (``parsers.payt_xml_schema.first_pass``) in a fresh process, and
+   the validator process's C check (``parsers.schema_stream.clean``: libxml2 without a tree) likewise;
 3. xmlschema's own validation of the same file (``XMLSchema.is_valid`` on a lazy ``XMLResource``: a
    non-lazy one refuses documents of more than 1M elements, about 85k invoices) when the file has at most
    ``--xmlschema-max`` invoices (default 100,000), else of a generated sample of that many invoices; the
@@ -55,6 +56,16 @@ FIRST_PASS = (
     "    ok = first_pass(f).valid\n"
     "print(ok, time.perf_counter() - t)\n"
 )
+C_PASS = (
+    "import os, sys, time\n"
+    "from parsers import schema_stream\n"
+    "from parsers.payt_xml_schema import stream_xsd\n"
+    "xsd = stream_xsd()[0]\n"
+    "fd = os.open(sys.argv[1], os.O_RDONLY)\n"
+    "t = time.perf_counter()\n"
+    "ok = schema_stream.clean(fd, 0, xsd)\n"
+    "print(ok, time.perf_counter() - t)\n"
+)
 XMLSCHEMA = (
     "import sys, time\n"
     "import xmlschema\n"
@@ -81,6 +92,9 @@ class Result:
     lxml_seconds: float
     lxml_invoices_per_s: float
     lxml_peak_rss_mb: float
+    c_seconds: float  # the validator process's check, parsers.schema_stream (libxml2 in C, no tree)
+    c_invoices_per_s: float
+    c_peak_rss_mb: float
     xmlschema_invoices: int
     xmlschema_seconds: float
     xmlschema_invoices_per_s: float
@@ -187,6 +201,8 @@ def bench(size: int, args: argparse.Namespace) -> Result:
             raise RuntimeError(f"ingest of {size}: {status}: {outcome.run.get('reason')}")
         valid, lxml_seconds, lxml_rss = timed_script(FIRST_PASS, str(xml_file))
         assert valid, "the generated file is valid"
+        clean, c_seconds, c_rss = timed_script(C_PASS, str(xml_file))
+        assert clean, "the C check agrees that the file is valid"
         sample, sample_size = xml_file, size
         if size > args.xmlschema_max:
             sample, sample_size = folder / "sample.xml", args.xmlschema_max
@@ -209,6 +225,9 @@ def bench(size: int, args: argparse.Namespace) -> Result:
             lxml_seconds,
             lxml_rate,
             lxml_rss,
+            c_seconds,
+            size / c_seconds,
+            c_rss,
             sample_size,
             xs_seconds,
             xs_rate,
@@ -231,7 +250,8 @@ def table(results: list[Result]) -> str:
     lines = [
         f"{'invoices':>10} {'MB':>6} {'ingest s':>9} {'inv/s':>8} {'CPU s (worker, validator)':>25} {'load':>9} "
         f"{'RSS MB':>7} {'sum':>5}  "
-        f"{'lxml XSD inv/s':>14} {'RSS MB':>7}  {'xmlschema inv/s':>15} {'ratio':>6}  targets"
+        f"{'lxml XSD inv/s':>14} {'RSS MB':>7}  {'C XSD inv/s':>11} {'RSS MB':>7}  {'xmlschema inv/s':>15} "
+        f"{'ratio':>6}  targets"
     ]
     for r in results:
         targets = verdict(r) if r.size == TARGET_SIZE else "-"
@@ -241,7 +261,8 @@ def table(results: list[Result]) -> str:
             f"{r.processes.get('validator', (0.0, 0.0))[1]:>5.1f}) "
             f"{r.load_before:>4.1f}-{r.load_after:<4.1f} {r.peak_rss_mb:>7.0f} "
             f"{r.peak_rss_sum_mb:>5.0f}  "
-            f"{r.lxml_invoices_per_s:>14,.0f} {r.lxml_peak_rss_mb:>7.0f}  {r.xmlschema_invoices_per_s:>15,.0f} "
+            f"{r.lxml_invoices_per_s:>14,.0f} {r.lxml_peak_rss_mb:>7.0f}  {r.c_invoices_per_s:>11,.0f} "
+            f"{r.c_peak_rss_mb:>7.0f}  {r.xmlschema_invoices_per_s:>15,.0f} "
             f"{r.ratio:>5.0f}x  {targets}"
         )
     return "\n".join(lines)
