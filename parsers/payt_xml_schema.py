@@ -35,7 +35,7 @@ from lxml import etree
 
 from gateway.errors import RejectFile
 from gateway.records import Problem, error, notice
-from parsers.unique_keys import HashedKeys, KeySpec, without_identity_constraints
+from parsers.unique_keys import BUCKETS, HashedKeys, KeySpec, without_identity_constraints
 from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, safe_parser, syntax_error
 
 NS = "urn:payt-gateway:open-items:1"
@@ -46,6 +46,7 @@ INVOICE = f"{{{NS}}}Invoice"
 MAX_LISTED = 100  # schema errors listed in a report
 MAX_COUNTED = 1000  # the first pass stops here: the file is invalid, and nobody reads a thousand errors
 BATCH = 500  # invoices of one debtor validated together in the second pass
+MASK = BUCKETS - 1  # a hash's bucket in HashedKeys
 CHECK_EVERY = 64  # debtors between two looks at the first pass's error count
 
 # What the schema's simple types accept, in an exporter's words.
@@ -117,12 +118,13 @@ class ElementStream:
         loaded = load_schema()
         hashing = validate if hash_keys is None else hash_keys
         self.hashed = {spec.name: HashedKeys() for spec in loaded.keys} if hashing else {}
-        self.keyed = {spec.tag: (spec.attribute, self.hashed[spec.name].add) for spec in loaded.keys if hashing}
+        # tag -> (attribute, the buckets of its HashedKeys): the loop adds to them itself (HashedKeys.add inlined)
+        self.keyed = {spec.tag: (spec.attribute, self.hashed[spec.name].buckets) for spec in loaded.keys if hashing}
         self.schema = loaded.schema if validate else None
 
     def __iter__(self) -> Iterator[Any]:
         etree.clear_error_log()  # the log that a failed iterparse reports would hold earlier parses' errors too
-        keyed = self.keyed
+        keyed, mask = self.keyed, MASK
         root_tag = ROOT if self.validate else None  # its end says the document is complete (see below)
         tags = tuple(dict.fromkeys((DEBTOR, INVOICE, *keyed, *([ROOT] if root_tag else []))))
         parser = etree.iterparse(self.source, events=("end",), tag=tags, schema=self.schema, **SAFE_OPTIONS)
@@ -142,7 +144,8 @@ class ElementStream:
                 if key is not None:
                     value = element.get(key[0])
                     if value is not None:
-                        key[1](value)
+                        h = hash(value)
+                        key[1][h & mask].append(h)
                 yield element
                 element.clear(keep_tail=True)
                 parent = element.getparent()
