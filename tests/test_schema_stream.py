@@ -159,3 +159,11 @@ def test_a_collision_of_hashes_is_no_duplicate(tmp_path: Path) -> None:
         assert reading.verdict().repeated
         stream.seek(0)
         assert duplicate_keys(stream, reading) == []
+
+
+def test_without_its_own_descriptor_the_check_does_not_run() -> None:
+    """None (the caller validates with lxml) when the file cannot be opened again through /proc/self/fd."""
+    read, write = os.pipe()
+    os.close(read)
+    os.close(write)
+    assert schema_stream.clean(read, 0, XSD) is None
