@@ -20,7 +20,9 @@ import pytest
 
 from gateway.cli import main
 from gateway.errors import RejectFile
+from parsers import schema_stream
 from parsers.payt_xml import XmlOptions, parse_payt_xml
+from parsers.payt_xml_schema import stream_xsd
 
 SECRET = "TOP-SECRET-0f3c9a"
 ROOT_OPEN = '<OpenItems xmlns="urn:payt-gateway:open-items:1" administrationCode="ACME">'
@@ -114,6 +116,24 @@ def test_the_parser_rejects_each_case_within_a_second(tmp_path: Path, http_serve
             snapshot = parse_payt_xml(io.BytesIO(content), XmlOptions("ACME"))
             list(snapshot.entries)
         assert time.monotonic() - started < 1.0, name
+        assert [p.code for p in caught.value.problems][:1] == [code], name
+        assert_clean(repr(caught.value.problems))
+    assert Recorder.requests == [], "nothing may be fetched"
+
+
+def test_the_validator_process_and_its_c_check_reject_each_case(tmp_path: Path, http_server: str) -> None:
+    """A large file's path: the C check (libxml2 without a tree) says "not clean" within a second, and the
+    parse with its validator process (``parallel_from_bytes=0``) rejects with the same first problem."""
+    xsd = stream_xsd()[0]
+    for name, (content, code) in hostile_files(tmp_path, http_server).items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with path.open("rb") as stream:
+            started = time.monotonic()
+            assert schema_stream.clean(stream.fileno(), 0, xsd) is False, name
+            assert time.monotonic() - started < 1.0, name
+            with pytest.raises(RejectFile) as caught:
+                list(parse_payt_xml(stream, XmlOptions("ACME", parallel_from_bytes=0)).entries)
         assert [p.code for p in caught.value.problems][:1] == [code], name
         assert_clean(repr(caught.value.problems))
     assert Recorder.requests == [], "nothing may be fetched"
