@@ -58,11 +58,9 @@ from parsers.row_checks import (
     open_fits,
     truncation_notices,
 )
-from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype, syntax_error
+from parsers.xml_safety import head_root
 
 FORMAT = "payt-xml"
-HEAD_CHUNK = 1 << 16
-MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
 PARALLEL_FROM_BYTES = 4 << 20  # from this size a validator process checks the schema beside the reading
 # The validator runs this much nicer than the reading process. Reading the entries is the import's critical
 # path (the importing process waits for its rows), while the validator has slack: it needs two thirds of the
@@ -185,26 +183,7 @@ def parse_payt_xml(source: BinaryIO, options: XmlOptions) -> Snapshot:
 
 def _read_head(source: BinaryIO) -> _Head:
     """The root element's attributes, read safely from the head of the file; DOCTYPE and other roots refused."""
-    parser = etree.XMLPullParser(events=("start",), **SAFE_OPTIONS)
-    read = 0
-    try:
-        while read < MAX_HEAD:
-            chunk = source.read(HEAD_CHUNK)
-            read += len(chunk)
-            if chunk:
-                parser.feed(chunk)
-            else:
-                parser.close()
-            for _, root in parser.read_events():
-                refuse_doctype(root)
-                return _head_of(root)
-            if not chunk:
-                break
-    except etree.XMLSyntaxError as exc:
-        for _, root in parser.read_events():
-            refuse_doctype(root)  # a DOCTYPE is the reason to give, not what its entities broke
-        raise syntax_error(exc) from None
-    raise RejectFile([error("empty_file", "the file holds no XML element within its first MiB")])
+    return _head_of(head_root(source.read))
 
 
 def _head_of(root: Any) -> _Head:

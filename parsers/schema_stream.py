@@ -19,7 +19,8 @@ until the end of the document, so a caller checks those itself (``parsers.unique
 
 The file is read through a descriptor of its own (``/proc/self/fd/N`` opened again), so the reading does not
 move the offset that ``fd`` shares with the parent process. A DOCTYPE is refused before libxml2 reads the
-file (``parsers.xml_safety.refuse_doctype`` on the head), so no entity is ever declared, let alone loaded.
+file (``parsers.xml_safety.head_root``, which reads ``parsers.payt_xml``'s head too), so no entity is ever
+declared, let alone loaded.
 """
 
 from __future__ import annotations
@@ -32,10 +33,7 @@ from typing import Any
 from lxml import etree
 
 from gateway.errors import RejectFile
-from parsers.xml_safety import SAFE_OPTIONS, refuse_doctype
-
-HEAD_CHUNK = 64 * 1024
-MAX_HEAD = 1024 * 1024  # the root element must start within this many bytes (as parsers.payt_xml's head)
+from parsers.xml_safety import head_root
 
 _P = ctypes.c_void_p
 _ERROR_HANDLER = ctypes.CFUNCTYPE(None, _P, _P)  # xmlStructuredErrorFunc(void *ctx, const xmlError *error)
@@ -92,22 +90,20 @@ def clean(fd: int, offset: int, xsd: bytes) -> bool | None:
 
 
 def _head_is_plain(fd: int, offset: int) -> bool:
-    """The root element starts within MAX_HEAD bytes, and no DOCTYPE comes before it."""
-    parser = etree.XMLPullParser(events=("start",), **SAFE_OPTIONS)
+    """The root element starts within the first MiB, and no DOCTYPE comes before it."""
     position = offset
+
+    def read(size: int) -> bytes:
+        nonlocal position
+        chunk = os.pread(fd, size, position)
+        position += len(chunk)
+        return chunk
+
     try:
-        while position - offset < MAX_HEAD:
-            chunk = os.pread(fd, HEAD_CHUNK, position)
-            if not chunk:
-                return False
-            position += len(chunk)
-            parser.feed(chunk)
-            for _, root in parser.read_events():
-                refuse_doctype(root)
-                return True
-    except (etree.XMLSyntaxError, RejectFile):
+        head_root(read)
+    except RejectFile:
         return False
-    return False
+    return True
 
 
 def _validate(lib: _LibXml2, fd: int, xsd: bytes) -> bool | None:

@@ -9,7 +9,7 @@ one, and refusing it outright is what makes "billion laughs", quadratic blow-up 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 from lxml import etree
@@ -24,6 +24,36 @@ SAFE_OPTIONS: dict[str, Any] = {
     "dtd_validation": False,
     "huge_tree": False,
 }
+
+
+HEAD_CHUNK = 1 << 16
+MAX_HEAD = 1 << 20  # the root element's start tag must begin within the first MiB
+
+
+def head_root(read: Callable[[int], bytes]) -> Any:
+    """The root element of a document whose bytes ``read(n)`` gives in turn, read only as far as its start
+    tag (at most ``MAX_HEAD`` bytes). Raises ``RejectFile`` for a DOCTYPE, XML that is not well-formed before
+    the root, or no element in the first MiB."""
+    parser = etree.XMLPullParser(events=("start",), **SAFE_OPTIONS)
+    read_so_far = 0
+    try:
+        while read_so_far < MAX_HEAD:
+            chunk = read(HEAD_CHUNK)
+            read_so_far += len(chunk)
+            if chunk:
+                parser.feed(chunk)
+            else:
+                parser.close()
+            for _, root in parser.read_events():
+                refuse_doctype(root)
+                return root
+            if not chunk:
+                break
+    except etree.XMLSyntaxError as exc:
+        for _, root in parser.read_events():
+            refuse_doctype(root)  # a DOCTYPE is the reason to give, not what its entities broke
+        raise syntax_error(exc) from None
+    raise RejectFile([error("empty_file", "the file holds no XML element within its first MiB")])
 
 
 def safe_parser(schema: etree.XMLSchema | None = None) -> etree.XMLParser:
