@@ -15,6 +15,7 @@ of the machine. ``PYTHONPATH=<other checkout>`` replays another version's code o
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import shutil
 import sys
@@ -69,7 +70,7 @@ def recorded(path: Path) -> Iterator[Batch]:
 def replay_one(engine: Any, batches: list[Batch], now: datetime) -> tuple[float, float, float, Any]:
     """One import of the recorded batches: CPU seconds per batch work, after the last row, commit; counts."""
     rows = sum(len(invoice_rows) for invoice_rows, _ in batches)
-    with transaction(engine) as conn:
+    with _import_transaction(engine) as conn:
         admin_id = ensure_administration(conn, ADMINISTRATION, "Benchmark", now)
         run_id = start_run(conn, administration_id=admin_id, source="file", trigger="benchmark", now=now)
         ctx = RunContext(admin_id, run_id, now, now.date())
@@ -99,6 +100,14 @@ def replay_one(engine: Any, batches: list[Batch], now: datetime) -> tuple[float,
         discard_stage(conn)
     committed_at = time.process_time()
     return staged_at - started, reconciled_at - staged_at, committed_at - reconciled_at, applied.counts
+
+
+def _import_transaction(engine: Any) -> Any:
+    """The pipeline's import transaction (``bulk``: on SQLite without foreign-key checks, so without statement
+    journals); an older checkout's ``transaction`` has no such argument."""
+    if "bulk" in inspect.signature(transaction).parameters:
+        return transaction(engine, bulk=True)
+    return transaction(engine)
 
 
 def _known(conn: Any, work: Any) -> Known:

@@ -52,7 +52,6 @@ from gateway.staging import (
     stage_invoices,
     stage_matched,
 )
-from gateway.store import reusable
 from gateway.tables import debtors, invoices
 
 Stored = Literal["empty", "debtors", "invoices"]
@@ -186,14 +185,13 @@ class Changes:
 def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImport | Changes | None:
     """What can be done on each batch while the file is read (SQLite), given what the administration has
     ``stored``: all the inserts into an empty one, or listing the rows that change a stored invoice or are new."""
-    dialect = conn.dialect
-    if dialect.name != "sqlite":
+    if conn.dialect.name != "sqlite":
         return None
     if state == "empty":
         return FirstImport(
             ctx.administration_id,
-            reusable(new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)), dialect),
-            reusable(new_invoices("sqlite", ctx, rowid_between(stage_invoices)), dialect),
+            new_debtors("sqlite", ctx, stage_debtor_versions, rowid_between(stage_debtor_versions)),
+            new_invoices("sqlite", ctx, rowid_between(stage_invoices)),
         )
     if state == "invoices":
         s, i = stage_invoices, invoices
@@ -202,7 +200,7 @@ def batchwise_work(conn: Connection, ctx: RunContext, state: Stored) -> FirstImp
         matched = sa.select(i.c.id, i.c.status == "open").select_from(s.join(i, stored_number)).where(rowid_between(s))
         return Changes(
             stage_changed.insert().from_select(["invoice_id", "stage_rowid"], found),
-            reusable(insert_new("sqlite", stage_matched, ["invoice_id", "open"], matched, ["invoice_id"]), dialect),
+            insert_new("sqlite", stage_matched, ["invoice_id", "open"], matched, ["invoice_id"]),
             DebtorFinds(debtor_finds(ctx)),
         )
     return None

@@ -155,7 +155,7 @@ class Pipeline:
     def release(self, run_id: int) -> RunResult:
         """Apply a held snapshot exactly as if it had just arrived, without the guards."""
         now = self.clock()
-        with transaction(self.engine) as conn:
+        with transaction(self.engine, bulk=True) as conn:
             row = self._held_run(conn, run_id)
             newer = newer_applied_run(conn, row.administration_id, run_id)
             if newer is not None:
@@ -230,7 +230,7 @@ class Pipeline:
             if kind in ARCHIVE_KINDS:
                 unpacked = self._unpack(delivery, kind, stream, ctx, relpath, sha256)
             else:
-                with transaction(self.engine) as conn:
+                with transaction(self.engine, bulk=True) as conn:
                     lock_administration(conn, admin_id)
                     taken = find_prior_run(conn, admin_id, sha256, other_than=run_id)
                     if taken is not None:

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from gateway.reconcile import MUTABLE_INVOICE_FIELDS
 from gateway.records import DEBTOR_DATA_FIELDS
@@ -31,10 +31,21 @@ def insert_new(dialect: str, table: sa.Table, columns: list[str], select: sa.Sel
 
     ``ON CONFLICT DO NOTHING`` rather than ``WHERE NOT EXISTS (SELECT … FROM table)``: an anti-join against
     the table being filled is planned as a nested loop when its statistics say it is empty (PostgreSQL),
-    which turns a first import quadratic. (SQLite needs the SELECT's WHERE clause to parse the upsert.)
+    which turns a first import quadratic.
+
+    On SQLite ``INSERT OR IGNORE``, the same for the one unique ``key`` these tables have besides the rowid.
+    A statement that may fail halfway (a NOT NULL column, an immediate foreign key) makes SQLite copy each
+    page it changes to a statement journal first, so that it can undo just that statement: for the batches of
+    a 1M-row first import 1.4 GB of the 2.35 GB written, and a quarter of their CPU. With OR IGNORE and the
+    import's foreign keys unchecked (``store.transaction(bulk=True)``) no statement can fail halfway and the
+    journal goes. OR IGNORE would also skip a row with a NULL in a NOT NULL column: none can come, as every
+    such column is a literal here or NOT NULL in the staged table it is read from.
     """
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).from_select(columns, select).on_conflict_do_nothing(index_elements=key)
+    statement: sa.Insert
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).from_select(columns, select).on_conflict_do_nothing(index_elements=key)
+    else:
+        statement = sa.insert(table).prefix_with("OR IGNORE").from_select(columns, select)
     # SQLAlchemy keeps the count of an INSERT only when asked to.
     return statement.execution_options(preserve_rowcount=True)
 

@@ -130,19 +130,46 @@ def schema_revision(conn: Connection) -> str | None:
 
 
 @contextmanager
-def transaction(engine: Engine, write: bool = True) -> Iterator[Connection]:
-    """One transaction; a lost database becomes a TransientError. ``write=False`` for read-only work."""
+def transaction(engine: Engine, write: bool = True, *, bulk: bool = False) -> Iterator[Connection]:
+    """One transaction; a lost database becomes a TransientError. ``write=False`` for read-only work.
+
+    ``bulk``: the import of a snapshot. On SQLite its transaction runs without foreign-key enforcement, so that
+    its ``INSERT … SELECT`` statements need no statement journal (``reconcile_sql.insert_new``): those
+    statements take every key from the rows they join (the debtor's id from ``debtors``, the run's and the
+    administration's ids from the run), and the same statements run on PostgreSQL with its constraints. The
+    connection gets its checks back when the transaction ends, whatever its outcome."""
     try:
         with engine.connect() as plain:
-            conn = plain.execution_options(write=write)
-            with conn.begin():
-                yield conn
+            unchecked = bulk and plain.dialect.name == "sqlite"
+            if unchecked:
+                _foreign_keys(plain, on=False)
+            try:
+                conn = plain.execution_options(write=write)
+                with conn.begin():
+                    yield conn
+            finally:
+                if unchecked:
+                    _foreign_keys(plain, on=True)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         if exc.connection_invalidated or _is_connectivity(exc):
             if "full" in str(exc.orig).lower():
                 raise TransientError(f"the database cannot write, its disk is full: {exc.orig}") from exc
             raise TransientError(f"database unavailable: {exc.orig}") from exc
         raise
+
+
+def _foreign_keys(conn: Connection, *, on: bool) -> None:
+    """SQLite's foreign-key enforcement on ``conn``, outside a transaction (inside one the pragma does nothing).
+    A connection that cannot be switched back on is invalidated: the pool never hands it out again."""
+    raw = conn.connection.driver_connection
+    if raw is None:  # closed with its transaction (``staging.discard_stage`` detaches it) or invalidated
+        return
+    try:
+        raw.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    except sqlite3.Error:
+        conn.invalidate()
+        if not on:
+            raise
 
 
 def _is_connectivity(exc: sa.exc.DBAPIError) -> bool:
@@ -203,29 +230,6 @@ def execute_many(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> N
     if conn.dialect.name == "postgresql":
         sql = sql.replace("?", "%s")
     conn.exec_driver_sql(sql, list(rows))
-
-
-def reusable(statement: sa.Insert, dialect: sa.Dialect) -> sa.Executable:
-    """``statement`` compiled once for SQLite, as a text that SQLAlchemy's statement cache keeps.
-
-    SQLAlchemy caches no dialect-specific INSERT (``sqlite.insert``: the upserts of ``reconcile_sql.insert_new``)
-    and compiles one anew on each execution, ~1 ms: for the two upserts of each batch of a first import (SQLite,
-    ``gateway.batchwise``) 0.2 s of 1M rows. The text keeps the statement's own bound values (the run's id and
-    time) with their types; the other parameters (``:seen``, ``:last``) are given at each execution. On another
-    database the statement itself: there each upsert runs once per import (and psycopg's casts, ``::``, would
-    not survive as a text)."""
-    if dialect.name != "sqlite":
-        return statement
-    compiled = statement.compile(dialect=sqlite_dialect.dialect(paramstyle="named"))
-    if compiled.post_compile_params or compiled.literal_execute_params:
-        # An expanding IN list is rendered at execution, from its values: a text cannot hold it.
-        raise ValueError("a statement with parameters rendered at execution (an expanding IN) cannot be a text")
-    binds = [
-        sa.bindparam(name, type_=bind.type) if bind.required else sa.bindparam(name, bind.effective_value, bind.type)
-        for bind, name in compiled.bind_names.items()
-    ]
-    text = sa.text(compiled.string).bindparams(*binds)
-    return text.execution_options(**statement.get_execution_options())
 
 
 def driver_datetime(conn: Connection, value: datetime | None) -> datetime | None:

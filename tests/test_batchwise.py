@@ -4,6 +4,7 @@ path's, whatever the batches cut."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -446,3 +447,42 @@ def test_a_later_import_finds_new_and_changed_debtors_batch_by_batch(
     assert batchwise == staged
     counts = batchwise[1][1][0]
     assert (counts.debtors_created, counts.debtors_updated) == (min(expected[0], 1), min(expected[1], 1))
+
+
+def bytes_written() -> int:
+    """What this process has written so far, to files, pipes or sockets (Linux)."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return int(fields["wchar"])
+
+
+def first_import_writes(tmp_path: Path, now: datetime, rows: list[Entry], bulk: bool) -> int:
+    """Bytes written while ``rows`` are staged and applied into a new database, before the commit."""
+    engine = make_engine(f"sqlite:///{tmp_path / f'writes-{bulk}'}.db")
+    migrate(engine)
+    try:
+        with transaction(engine, bulk=bulk) as conn:
+            admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
+            run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=now)
+            lists = IgnoreLists.from_settings(IgnoreSettings())
+            source = LocalRows(Snapshot("ACME", entries=iter(rows)), StagePolicy(KINDS, lists, ZONE), True, 5_000)
+            before = bytes_written()
+            import_rows(conn, RunContext(admin_id, run_id, now, now.date()), source, guards=None, ignore=lists)
+            return bytes_written() - before
+    finally:
+        engine.dispose()
+
+
+def test_the_batches_of_an_import_keep_no_statement_journal(tmp_path: Path, fixed_now: datetime) -> None:
+    """With its foreign keys checked, each batch's INSERT … SELECT could fail halfway, so SQLite first copies
+    every page it changes to a statement journal (a temporary file beyond 64 KiB); the import's transaction
+    (``bulk``) with ``INSERT OR IGNORE`` cannot fail halfway and writes nothing before its commit (1M rows: 2.35
+    GB written in all before, 0.92 GB after). 20,000 rows in random number order fit in the page caches."""
+    numbers = random.Random(1).sample(range(10**9), 20_000)
+    rows = [
+        entry(n + 2, invoice(f"INV-{number:09d}", f"D{n // 5}", "10.00", "10.00"), debtor(f"D{n // 5}"))
+        for n, number in enumerate(numbers)
+    ]
+    checked = first_import_writes(tmp_path, fixed_now, rows, bulk=False)
+    unchecked = first_import_writes(tmp_path, fixed_now, rows, bulk=True)
+    assert checked > 200_000
+    assert unchecked < checked // 10

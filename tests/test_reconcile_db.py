@@ -88,9 +88,12 @@ def apply_snapshot(
     chunk: int = CHUNK,
 ) -> Outcome:
     """What the pipeline does with a snapshot, minus the file: stage, reconcile, one transaction.
-    ``batchwise=False``: a first import on SQLite does all of reconcile after the last row (``gateway.batchwise``)."""
+    ``batchwise=False``: a first import on SQLite does all of reconcile after the last row (``gateway.batchwise``).
+
+    The transaction is the pipeline's (``bulk``): on SQLite without foreign-key checks. So every import here is
+    checked afterwards for a key that points nowhere, which SQLite would otherwise have refused."""
     lists = IgnoreLists.from_settings(ignore)
-    with transaction(engine) as conn:
+    with transaction(engine, bulk=True) as conn:
         admin_id = ensure_administration(conn, "ACME", "Acme B.V.", now)
         run_id = start_run(conn, administration_id=admin_id, source="file", trigger="test", now=now)
         snapshot = Snapshot(
@@ -110,7 +113,17 @@ def apply_snapshot(
             batchwise=batchwise,
         )
         drop_stage(conn)
-        return Outcome(applied, [*staged.problems, *applied.problems])
+        outcome = Outcome(applied, [*staged.problems, *applied.problems])
+    assert_no_dangling_keys(engine)
+    return outcome
+
+
+def assert_no_dangling_keys(engine: Engine) -> None:
+    """Every foreign key points at a row (SQLite: ``PRAGMA foreign_key_check``; PostgreSQL checks its
+    constraints at every statement)."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
 
 
 def invoice_state(engine: Engine) -> dict[str, tuple[str, int, str, int, date]]:

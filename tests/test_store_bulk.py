@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from gateway.errors import TransientError
 from gateway.store import bulk_insert, make_engine, migrate, transaction
+from tests.conftest import drop_postgres_schema, postgres_engine
 from tests.test_faults import fill, tmpfs
 
 
@@ -52,3 +54,70 @@ def test_every_row_arrives_once_and_in_order(engine: Engine, count: int) -> None
         order = "rowid" if engine.dialect.name == "sqlite" else "ctid"
         stored = conn.exec_driver_sql(f"SELECT id, name, value FROM bulk_order ORDER BY {order}").all()
     assert [tuple(r) for r in stored] == rows
+
+
+# -- the import's transaction (``bulk``) ------------------------------------------------------------------
+
+
+def _parent_and_child(conn: Connection) -> None:
+    conn.exec_driver_sql("CREATE TEMPORARY TABLE fk_parent (id INTEGER PRIMARY KEY)")
+    conn.exec_driver_sql("CREATE TEMPORARY TABLE fk_child (parent_id INTEGER REFERENCES fk_parent (id))")
+
+
+def _foreign_keys(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one())
+
+
+def test_an_import_on_sqlite_checks_no_foreign_keys_and_its_connection_gets_them_back(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(engine)
+    with transaction(engine, bulk=True) as conn:
+        assert _foreign_keys(conn) == 0
+        _parent_and_child(conn)
+        conn.exec_driver_sql("INSERT INTO fk_child VALUES (7)")  # not refused inside the import
+        used = conn.connection.driver_connection
+    with transaction(engine) as conn:
+        assert conn.connection.driver_connection is used  # the pool handed out the same connection again
+        assert _foreign_keys(conn) == 1
+        with pytest.raises(sa.exc.IntegrityError):
+            conn.exec_driver_sql("INSERT INTO fk_child VALUES (8)")
+    engine.dispose()
+
+
+def test_an_import_that_fails_hands_its_connection_back_checked(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(engine)
+    with pytest.raises(ZeroDivisionError), transaction(engine, bulk=True) as conn:
+        used = conn.connection.driver_connection
+        _ = 1 / 0
+    with transaction(engine) as conn:
+        assert conn.connection.driver_connection is used
+        assert _foreign_keys(conn) == 1
+    engine.dispose()
+
+
+def test_an_import_whose_connection_is_detached_ends_cleanly(tmp_path: Path) -> None:
+    """A large import detaches its connection (``staging.discard_stage``): it is closed with the transaction
+    and never handed out again, so there is nothing to switch back."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(engine)
+    with transaction(engine, bulk=True) as conn:
+        used = conn.connection.driver_connection
+        conn.detach()
+    with transaction(engine) as conn:
+        assert conn.connection.driver_connection is not used
+        assert _foreign_keys(conn) == 1
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_an_import_on_postgresql_keeps_its_constraints() -> None:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = postgres_engine(schema)
+    try:
+        with pytest.raises(sa.exc.IntegrityError), transaction(engine, bulk=True) as conn:
+            _parent_and_child(conn)
+            conn.exec_driver_sql("INSERT INTO fk_child VALUES (7)")
+    finally:
+        engine.dispose()
+        drop_postgres_schema(schema)
