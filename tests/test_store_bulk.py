@@ -43,6 +43,25 @@ def test_a_full_disk_during_a_bulk_insert_is_transient(tmp_path: Path) -> None:
         engine.dispose()
 
 
+def test_none_and_booleans_are_stored_as_without_adapters(tmp_path: Path) -> None:
+    """The driver adapts None and bool through ``store``'s adapters (for speed): still NULL, 1 and 0."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    with transaction(engine) as conn:
+        conn.exec_driver_sql("CREATE TEMPORARY TABLE typed (flag BOOLEAN, note VARCHAR(20))")
+        bulk_insert(conn, "typed", ["flag", "note"], [(True, None), (False, "x"), (None, None)])
+        conn.exec_driver_sql("INSERT INTO typed VALUES (?, ?)", (True, None))
+        stored = conn.exec_driver_sql("SELECT typeof(flag), flag, typeof(note) FROM typed ORDER BY rowid").all()
+        assert [tuple(r) for r in stored] == [
+            ("integer", 1, "null"),
+            ("integer", 0, "text"),
+            ("null", None, "null"),
+            ("integer", 1, "null"),
+        ]
+        flags = conn.execute(sa.text("SELECT flag FROM typed").columns(sa.column("flag", sa.Boolean))).scalars()
+        assert list(flags) == [True, False, None, True]
+    engine.dispose()
+
+
 @pytest.mark.parametrize("count", [1, 332, 333, 334, 999, 3 * 333 + 7])
 def test_every_row_arrives_once_and_in_order(engine: Engine, count: int) -> None:
     """On SQLite several rows go in one statement (333 of 3 columns): around those boundaries nothing is lost,
