@@ -337,9 +337,47 @@ def test_the_worker_collects_garbage_less_often_than_this_process(tmp_path: Path
     policy = stage_policy(administration)
     with path.open("rb") as stream, WorkerRows(stream, parse_noting_collector, administration, policy, True) as worker:
         threshold = worker.snapshot.detected["gc_threshold"]
-        assert [row[2] for batch in worker.batches() for row in batch[0]] == ["F-1"]
+        numbers, while_reading = [], []
+        for batch in worker.batches():
+            numbers.extend(row[2] for row in batch[0])
+            while_reading.append(gc.get_threshold())
+        assert numbers == ["F-1"]
     assert threshold == ",".join(map(str, parse_worker.GC_THRESHOLD))
     assert parse_worker.GC_THRESHOLD[0] > ours[0]
+    # While this process reads the frames it collects as rarely as the worker; afterwards as before.
+    assert while_reading == [(parse_worker.GC_THRESHOLD[0], *ours[1:])]
+    assert gc.get_threshold() == ours
+
+
+def test_overlapping_readers_restore_the_threshold_when_the_last_is_done() -> None:
+    ours = gc.get_threshold()
+    raised = (parse_worker.GC_THRESHOLD[0], *ours[1:])
+    first, second = parse_worker.fewer_collections(), parse_worker.fewer_collections()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold() == raised  # the second reader is still at it
+    second.__exit__(None, None, None)
+    assert gc.get_threshold() == ours
+    with pytest.raises(ZeroDivisionError), parse_worker.fewer_collections():
+        assert gc.get_threshold() == raised
+        _ = 1 / 0
+    assert gc.get_threshold() == ours
+
+
+def test_a_reader_that_stops_early_restores_the_threshold(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text(HEADER + "\n".join(FIRST) + "\n", encoding="utf-8")
+    administration = admin("ACME")
+    ours = gc.get_threshold()
+    with (
+        path.open("rb") as stream,
+        WorkerRows(stream, parse_csv, administration, stage_policy(administration), True) as w,
+    ):
+        batches = w.batches()
+        next(batches)
+        assert gc.get_threshold()[0] == parse_worker.GC_THRESHOLD[0]
+        batches.close()
     assert gc.get_threshold() == ours
 
 
