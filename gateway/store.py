@@ -172,9 +172,11 @@ def _foreign_keys(conn: Connection, *, on: bool) -> None:
     raw = conn.connection.driver_connection
     if raw is None:  # closed with its transaction (``staging.discard_stage`` detaches it) or invalidated
         return
+    statement = f"PRAGMA foreign_keys={'ON' if on else 'OFF'}"
     try:
-        raw.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
-    except sqlite3.Error:
+        with _driver_errors(conn, statement):
+            raw.execute(statement)
+    except sa.exc.DBAPIError:
         conn.invalidate()
         if not on:
             raise

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from gateway.errors import TransientError
@@ -126,6 +128,26 @@ def test_an_import_whose_connection_is_detached_ends_cleanly(tmp_path: Path) -> 
     with transaction(engine) as conn:
         assert conn.connection.driver_connection is not used
         assert _foreign_keys(conn) == 1
+    engine.dispose()
+
+
+def test_a_connection_that_cannot_switch_its_checks_is_never_handed_out_again(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    migrate(engine)
+    closed: list[object] = []
+
+    def close_on_checkout(dbapi_connection: Any, _record: object, _proxy: object) -> None:
+        dbapi_connection.close()  # a fault: the connection breaks between the pool and the transaction
+        closed.append(dbapi_connection)
+
+    event.listen(engine, "checkout", close_on_checkout)
+    with pytest.raises(sa.exc.DBAPIError), transaction(engine, bulk=True):
+        pytest.fail("an import must not start on a connection whose checks could not be switched off")
+    event.remove(engine, "checkout", close_on_checkout)
+    [broken] = closed
+    with transaction(engine, bulk=True) as conn:
+        assert conn.connection.driver_connection is not broken
+        assert _foreign_keys(conn) == 0
     engine.dispose()
 
 
