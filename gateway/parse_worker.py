@@ -63,7 +63,7 @@ class _FewerCollections:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._readers = 0
-        self._saved = gc.get_threshold()
+        self._saved: tuple[int, ...] = ()  # the threshold to restore, taken when the first reader starts
 
     @contextmanager
     def __call__(self) -> Iterator[None]:
