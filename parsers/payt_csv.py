@@ -94,6 +94,55 @@ class CsvOptions:
 
 def parse_payt_csv(source: BinaryIO, options: CsvOptions) -> Snapshot:
     """Read a payt-csv file. Raises RejectFile for file errors found before the first data row."""
+    opened = open_payt_csv(source, options)
+    opened.snapshot.entries = opened.entries()
+    return opened.snapshot
+
+
+@dataclass
+class OpenedCsv:
+    """A payt-csv file whose header has been read: its snapshot (``entries`` not set yet) and the reference
+    row reader, for a caller that reads some of the rows another way (``gateway.csv_columnar``)."""
+
+    source: BinaryIO
+    snapshot: Snapshot
+    parser: _RowParser
+    reader: _Reader
+    text: io.TextIOWrapper
+    owned: bool  # ``source`` is our spooled copy of a stream that could not seek
+    encoding: str
+
+    @property
+    def delimiter(self) -> str:
+        return self.reader.delimiter
+
+    @property
+    def header_lines(self) -> int:
+        """The physical lines up to and including the header (blank lines and a "sep=" line before it)."""
+        return self.reader.number
+
+    def entries(self) -> Iterator[Entry]:
+        """The reference reader's entries of all the rows after the header."""
+        return self.parser.entries(self.reader, self.text, self.owned)
+
+    def entries_from(self, offset: int, lines_before: int) -> Iterator[Entry]:
+        """The reference reader's entries of the rows that start at byte ``offset`` of the file, the start of
+        physical line ``lines_before + 1``: for the rows that the caller leaves to the reference."""
+        delimiter = self.reader.delimiter
+        _release(self.text)
+        self.source.seek(offset)
+        self.text = _TextLayer(self.source, encoding=self.encoding, errors="strict", newline="")
+        self.reader = _Reader(self.text)
+        self.reader.start(delimiter)
+        self.reader.number = lines_before
+        return self.entries()
+
+    def close(self) -> None:
+        _release(self.text, self.owned)
+
+
+def open_payt_csv(source: BinaryIO, options: CsvOptions) -> OpenedCsv:
+    """Read a payt-csv file's encoding and header. Raises RejectFile for file errors found there."""
     spec = load_spec()
     owned = not source.seekable()
     if owned:
@@ -112,8 +161,7 @@ def parse_payt_csv(source: BinaryIO, options: CsvOptions) -> Snapshot:
         problems=problems + layout.notices,
         detected={"encoding": encoding, "delimiter": reader.delimiter, "date_order": options.date_order},
     )
-    snapshot.entries = _RowParser(spec, options, layout, snapshot).entries(reader, text, owned)
-    return snapshot
+    return OpenedCsv(source, snapshot, _RowParser(spec, options, layout, snapshot), reader, text, owned, encoding)
 
 
 # ------------------------------------------------------------------------------------- bytes and text
@@ -311,12 +359,14 @@ class _Reader:
                 delimiter = content[4] if content[4] in DELIMITERS else None
                 if delimiter is not None:
                     continue
-            self.delimiter = delimiter or _detect_delimiter(line)
-            self._csv = csv.reader(
-                self._continuation(), delimiter=self.delimiter, quotechar='"', doublequote=True, strict=True
-            )
+            self.start(delimiter or _detect_delimiter(line))
             return self.record(line)
         raise RejectFile([error("empty_file", "the file is empty: no header line")])
+
+    def start(self, delimiter: str) -> None:
+        """Read records separated by ``delimiter`` (found in the header) from here on."""
+        self.delimiter = delimiter
+        self._csv = csv.reader(self._continuation(), delimiter=delimiter, quotechar='"', doublequote=True, strict=True)
 
     def record(self, line: str) -> list[str]:
         """The record starting with ``line`` (just read, and counted in ``number``)."""
@@ -602,7 +652,7 @@ class _RowParser:
         new_date = _cached_parser(dates, lambda s: parse_date(s, date_order))
         new_sent = _cached_parser(sent_values, lambda s: parse_date_or_datetime(s, date_order))
         number = reader.number
-        rows = 0
+        rows = snapshot.rows  # 0, unless another reader read the rows before ``reader``'s
 
         for text_line in reader.lines:
             number += 1
