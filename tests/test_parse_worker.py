@@ -133,9 +133,18 @@ def parse_then_fail(stream: BinaryIO, administration: Administration) -> Snapsho
 class Both:
     """ACME's files are parsed by a worker, BETA's in this process; the same files go to both."""
 
-    def __init__(self, engine: Engine, data_dir: Path, parse: ParseFn = parse_noting_pid, fmt: str = "payt-csv"):
+    def __init__(
+        self,
+        engine: Engine,
+        data_dir: Path,
+        parse: ParseFn = parse_noting_pid,
+        fmt: str = "payt-csv",
+        ignore: IgnoreSettings | None = None,
+    ):
         self.engine = engine
         administrations = {code: dataclasses.replace(admin(code), format=fmt) for code in ("ACME", "BETA")}
+        if ignore is not None:
+            administrations = {code: dataclasses.replace(a, ignore=ignore) for code, a in administrations.items()}
         self.config = Config(data_dir=data_dir, database_url="", administrations=administrations)
         self.now = datetime(2026, 3, 4, 14, 0, tzinfo=UTC)
         parsers = {fmt: parse}
@@ -222,6 +231,22 @@ def test_a_worker_import_equals_an_import_in_one_process(engine: Engine, tmp_pat
     sent = {row[1]: row[sent_at] for row in first["invoices"]}
     assert sent["F-2"] == datetime(2026, 2, 1, 23, 0, tzinfo=UTC)  # a date: midnight in Amsterdam
     assert sent["F-5"] == datetime(2026, 2, 3, 7, 0, tzinfo=UTC)  # a naive time: local
+
+
+def test_a_worker_reading_payt_csv_column_wise_equals_an_import_in_one_process(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The payt-csv parser itself in the worker: without ignore lists it reads the clean blocks column-wise
+    (gateway.csv_columnar), and the rows of the first file from its invalid date on (line 10) by the
+    reference. Zero amounts are skipped; D2's IBAN is a warning on its rows."""
+    both = Both(engine, tmp_path / "data", parse=parse_csv, ignore=IgnoreSettings())
+    clean = [row for row in FIRST if ";31-02-2026;" not in row]
+    for name, rows in (("clean.csv", clean), ("first.csv", FIRST), ("second.csv", SECOND)):
+        by_worker, here = both.deliver(tmp_path, name, HEADER + "\n".join(rows) + "\n")
+        assert comparable(by_worker) == comparable(here), name
+        assert both.stored("ACME") == both.stored("BETA"), name
+        assert by_worker["status"] == "performed"
+    assert {(p["code"], p["row"]) for p in by_worker["warnings"]} >= {("invalid_iban", 4)}
 
 
 @pytest.mark.parametrize(
@@ -442,3 +467,23 @@ def test_without_proc_no_worker_starts_early_and_a_worker_reads_its_inherited_de
         both.worker._early_rows(delivery, administration, stream, Kind.PAYT_CSV) as early,
     ):
         assert early is not None, "with /proc the worker starts early"
+
+
+def test_the_worker_writes_its_frames_from_a_thread_and_reports_a_write_error() -> None:
+    """Frames leave in order; the worker may have FRAMES_AHEAD ready while the parent has taken none; once the
+    parent is gone, the next write or the flush raises the pipe's error (the worker then exits)."""
+    read_end, write_end = os.pipe()
+    writer = parse_worker.FrameWriter(os.fdopen(write_end, "wb", buffering=0))
+    for n in range(parse_worker.FRAMES_AHEAD):  # none read yet: only the first may be in the pipe
+        parse_worker._send(writer, ("batch", [(n, "x" * 100_000)], []))
+    with os.fdopen(read_end, "rb") as pipe:
+        frames = []
+        for _ in range(parse_worker.FRAMES_AHEAD):
+            encoding, size = parse_worker.HEADER.unpack(pipe.read(parse_worker.HEADER.size))
+            assert encoding == b"M"
+            frames.append(marshal.loads(pipe.read(size)))
+    assert [f[1][0][0] for f in frames] == list(range(parse_worker.FRAMES_AHEAD))
+    with pytest.raises(BrokenPipeError):  # the read end is closed
+        for _ in range(3):
+            parse_worker._send(writer, ("batch", [(0, "x" * 100_000)], []))
+        writer.flush()
