@@ -233,9 +233,7 @@ def test_a_worker_import_equals_an_import_in_one_process(engine: Engine, tmp_pat
     assert sent["F-5"] == datetime(2026, 2, 3, 7, 0, tzinfo=UTC)  # a naive time: local
 
 
-def test_a_worker_reading_payt_csv_column_wise_equals_an_import_in_one_process(
-    engine: Engine, tmp_path: Path
-) -> None:
+def test_a_worker_reading_payt_csv_column_wise_equals_an_import_in_one_process(engine: Engine, tmp_path: Path) -> None:
     """The payt-csv parser itself in the worker: without ignore lists it reads the clean blocks column-wise
     (gateway.csv_columnar), and the rows of the first file from its invalid date on (line 10) by the
     reference. Zero amounts are skipped; D2's IBAN is a warning on its rows."""
