@@ -33,7 +33,8 @@ import polars as pl  # after the thread count: polars reads it once, on import
 
 from gateway.config import Administration
 from gateway.formats import csv_options
-from gateway.records import DEBTOR_DATA_FIELDS, Debtor, Snapshot
+from gateway.reconcile import decide_kind
+from gateway.records import DEBTOR_DATA_FIELDS, Debtor
 from gateway.stage_rows import CHUNK, Batch, InvoiceRow, StageRows, VersionRow
 from parsers.csv_values import CURRENCIES, MAX_YEAR, MIN_YEAR
 from parsers.payt_csv import MAX_RECORD_CHARS, OpenedCsv, open_payt_csv
@@ -85,12 +86,12 @@ class ColumnarRead:
         line = opened.header_lines
         try:
             for block in _blocks(opened.source, offset, self._block_bytes):
-                staged = reader.block(block, line + 1)
+                lines = block.count(b"\n") + (not block.endswith(b"\n"))
+                staged = reader.block(block, line + 1, lines)
                 if staged is None:
                     self.handed_over = line + 1
                     yield from rows.batches(opened.entries_from(offset, line))
                     return
-                lines = block.count(b"\n") + (not block.endswith(b"\n"))
                 self.rows_read += lines
                 yield from staged
                 offset += len(block)
@@ -98,12 +99,6 @@ class ColumnarRead:
             opened.parser.finish()
         finally:
             opened.close()
-
-
-def columnar_rows(stream: BinaryIO, admin: Administration, rows: StageRows) -> tuple[Snapshot, Iterator[Batch]]:
-    """The snapshot and stage rows of a payt-csv file, for the parse worker (see ``ColumnarRead``)."""
-    read = ColumnarRead(stream, admin, rows)
-    return read.snapshot, read.batches()
 
 
 def _eligible(opened: OpenedCsv, rows: StageRows) -> bool:
@@ -181,14 +176,15 @@ class _BlockReader:
         index = self.position[name]
         return pl.col(f"c{index}") if index is not None else pl.lit("", dtype=pl.String)
 
-    def block(self, block: bytes, first_line: int) -> list[Batch] | None:
+    def block(self, block: bytes, first_line: int, lines: int) -> list[Batch] | None:
+        """The stage rows of ``block``, which holds ``lines`` lines from ``first_line`` on; None for a block this
+        path does not vouch for."""
         if any(c in block for c in _REFERENCE_ONLY) or b"\n\n" in block or block.startswith(b"\n"):
             return None
         if b"\r" in block and (block.count(b"\r") != block.count(b"\r\n") or _blank_crlf_line(block)):
             return None
         if len(block) > MAX_RECORD_CHARS and max(map(len, block.split(b"\n"))) > MAX_RECORD_CHARS:
             return None
-        lines = block.count(b"\n") + (not block.endswith(b"\n"))
         if block.count(self.delimiter.encode()) != lines * (self.width - 1):
             return None
         try:
@@ -275,26 +271,24 @@ class _BlockReader:
         return pl.all_horizontal(checks).fill_null(False)
 
     def _kinds(self) -> list[pl.Expr]:
-        """The stage columns that follow from the values: currency (defaulted), kind, and its policy."""
-        kinds = self.rows.policy.kinds
+        """The stage columns that follow from the values: currency (defaulted), kind, and its policy. The kind
+        is ``reconcile.decide_kind``'s, column-wise; the policy of each kind is asked of ``decide_kind`` itself."""
         currency = self.cell("invoice_currency_code")
         total, open_ = pl.col("total"), pl.col("open")
-
-        def by_kind(credit: str, zero: str, prepaid: str, invoice: str) -> pl.Expr:
-            return (
-                pl.when(total < 0)
-                .then(pl.lit(credit))
-                .when(total == 0)
-                .then(pl.lit(zero))
-                .when(open_ == 0)
-                .then(pl.lit(prepaid))
-                .otherwise(pl.lit(invoice))
-            )
-
+        kind = (
+            pl.when(total < 0)
+            .then(pl.lit("credit_note"))
+            .when(total == 0)
+            .then(pl.lit("zero_amount"))
+            .when(open_ == 0)
+            .then(pl.lit("prepaid"))
+            .otherwise(pl.lit("invoice"))
+        )
+        policy = dict(decide_kind(t, o, self.rows.policy.kinds) for t, o in ((-1, -1), (0, 0), (1, 0), (1, 1)))
         return [
             pl.when(currency == "").then(pl.lit(self.options.default_currency)).otherwise(currency).alias("currency"),
-            by_kind("credit_note", "zero_amount", "prepaid", "invoice").alias("kind"),
-            by_kind(kinds.credit_note, kinds.zero_amount, kinds.prepaid, "import_and_send").alias("policy"),
+            kind.alias("kind"),
+            kind.replace_strict(policy, return_dtype=pl.String).alias("policy"),
         ]
 
     def _stage(

@@ -273,9 +273,10 @@ def _stage_rows(job: Job, stream: BinaryIO, rows: StageRows) -> tuple[Snapshot, 
     """The snapshot and its stage rows: a payt-csv file read column-wise where its blocks are clean
     (``gateway.csv_columnar``, which imports polars: only the worker does), any other file by its parser."""
     if job.parse is parse_csv:
-        from gateway.csv_columnar import columnar_rows
+        from gateway.csv_columnar import ColumnarRead
 
-        return columnar_rows(stream, job.admin, rows)
+        read = ColumnarRead(stream, job.admin, rows)
+        return read.snapshot, read.batches()
     snapshot = job.parse(stream, job.admin)
     return snapshot, rows.batches(snapshot.entries)
 
