@@ -27,11 +27,11 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from lxml import etree
 
@@ -121,12 +121,8 @@ _EMAIL_TYPES = {"default": "debtor_email", "invoice": "debtor_invoice_email", "r
 _PHONE_TYPES = {"phone": "debtor_phone", "mobile": "debtor_mobile"}
 _EMAIL, _PHONE, _ADDRESS, _DOCUMENT = _q("Email"), _q("Phone"), _q("Address"), _q("Document")
 # The invoice's text elements, in INVOICE_PATHS order: date, due date, total, open, currency, description,
-# payment condition and reference, order number, sent at (the fast path in ``_Extractor.elements`` unpacks them).
+# payment condition and reference, order number, sent at (the fast path, ``Extractor.quick``, takes them in this order).
 _INVOICE_TAGS = tuple(_q(path) for path in INVOICE_PATHS.values() if path.isalpha())
-
-
-class _Slow(Exception):
-    """An invoice that the fast path leaves to the generic checks."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,22 +336,59 @@ class _Checks:
 def extract(stream: Iterable[Any], snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
     """The entries of the Debtor and Invoice elements of ``stream`` (an ``ElementStream``), checked as payt-csv
     rows are; problems, blocked keys and the row count go to ``snapshot``."""
-    extractor = _Extractor(_Checks(options), snapshot)
+    extractor = Extractor(_Checks(options), snapshot)
     yield from extractor.elements(stream)
     extractor.finish()
 
 
-class _Extractor:
+class Lines(Protocol):
+    """Where a record's elements are: its own source line, and that of the element at a relative path."""
+
+    @property
+    def sourceline(self) -> int: ...
+
+    def of(self, relative: str) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ElementLines:
+    """The lines of an element of the tree (the reading with lxml)."""
+
+    element: Any
+
+    @property
+    def sourceline(self) -> int:
+        return self.element.sourceline  # type: ignore[no-any-return]
+
+    def of(self, relative: str) -> int | None:
+        return _line_of(self.element, relative)
+
+
+# A quick check's arguments after the debtor code, in the order of the Invoice element's children (absent: None):
+# number, invoice date, due date, total, open, currency, description, payment condition and reference, order
+# number, sent at, document file name.
+InvoiceTexts = tuple[str | None, ...]
+QuickInvoice = Callable[..., Invoice | None]
+
+
+class Extractor:
+    """Turns the Debtor and Invoice elements of a payt-xml file into entries, checked as payt-csv rows are;
+    problems, blocked keys and the row count go to ``snapshot``. ``elements`` reads an lxml element stream;
+    ``parsers.payt_xml_scan`` reads the same file's text with the same checks (``quick``, ``debtor``,
+    ``slow_invoice``)."""
+
     def __init__(self, checks: _Checks, snapshot: Snapshot):
         self.checks = checks
         self.snapshot = snapshot
         self.counts: dict[str, int] = {}
         self.debtor_index = 0
         self.dates: dict[str, date] = {}
+        self.quick = self._quick()
 
     # -- problems
 
-    def report(self, found: list[Finding], element: Any, base: str, paths: dict[str, str]) -> None:
+    def report(self, found: list[Finding], lines: Lines, base: str, paths: dict[str, str]) -> None:
+        """Record ``found`` with its element paths below ``base`` and the source line of each (``lines``)."""
         problems = self.snapshot.problems
         for f in found:
             n = self.counts.get(f.code, 0) + 1
@@ -364,8 +397,8 @@ class _Extractor:
                 continue
             relative = paths.get(f.column or "", "")
             path = relative if relative.startswith("/") else f"{base}/{relative}" if relative else base
-            line = _line_of(element, relative) if relative and not relative.startswith("/") else None
-            problems.append(Problem(f.severity, f.code, f.message, line or element.sourceline, path))
+            line = lines.of(relative) if relative and not relative.startswith("/") else None
+            problems.append(Problem(f.severity, f.code, f.message, line or lines.sourceline, path))
 
     def finish(self) -> None:
         self.snapshot.problems.extend(truncation_notices(self.counts))
@@ -373,28 +406,16 @@ class _Extractor:
     # -- the stream
 
     def elements(self, stream: Iterable[Any]) -> Iterator[Entry]:
-        """The hot loop: kept in one frame, with everything it touches in local variables.
-
-        ``stream`` gives the Debtor and Invoice elements at their end (``ElementStream``, which also clears
-        them). Each invoice is read through the fast path for the clean, typical values a schema-valid file
-        holds; anything else takes the generic checks (``slow_invoice``), which report every problem. A
-        debtor's data is read with its first invoice.
-        """
+        """The entries of an lxml element stream (``ElementStream``: the Debtor and Invoice elements at their
+        end, cleared after). Each invoice is read through the fast path (``quick``) for the clean, typical
+        values a schema-valid file holds; anything else takes the generic checks (``slow_invoice``), which
+        report every problem. A debtor's data is read with its first invoice."""
         snapshot = self.snapshot
-        checks = self.checks
-        read_debtor = self.read_debtor
+        quick = self.quick
         slow_invoice = self.slow_invoice
         invoice_tag, debtor_tag, document_tag = INVOICE, DEBTOR, _DOCUMENT
         t_date, t_due, t_total, t_open, t_currency = _INVOICE_TAGS[:5]
         t_description, t_condition, t_reference, t_order, t_sent = _INVOICE_TAGS[5:]
-        limit = checks.text_limit
-        default_currency = checks.options.default_currency
-        currencies = CURRENCIES
-        simple_amount = SIMPLE_AMOUNT.fullmatch
-        fits = open_fits
-        dates = self.dates
-        cached_date = dates.get
-        new_date = self.new_date
         current: Any = None
         debtor: Debtor | None = None
         code = ""
@@ -402,7 +423,8 @@ class _Extractor:
         rows = 0
         for element in stream:
             if element.tag != invoice_tag:
-                self.debtor_end(element, current)
+                if element is not current:
+                    self.debtor_without_invoices(element.get("code"), element.sourceline)
                 current = None
                 continue
             parent = element.getparent()
@@ -410,9 +432,8 @@ class _Extractor:
                 if parent is None or parent.tag != debtor_tag:
                     continue  # not where the schema allows it: the validation rejects the file
                 current = parent
-                self.debtor_index += 1
                 invoice_index = 0
-                debtor = read_debtor(parent)
+                debtor = self.read_debtor(parent)
                 code = (parent.get("code") or "").strip()
             invoice_index += 1
             rows += 1
@@ -420,84 +441,128 @@ class _Extractor:
             number = element.get("number") or ""
             texts = {child.tag: child.text for child in element}
             get = texts.get
-            invoice_s, due_s, total_s, open_s = get(t_date), get(t_due), get(t_total), get(t_open)
-            currency = get(t_currency) or ""
-            description = get(t_description) or ""
-            condition = get(t_condition) or ""
-            reference = get(t_reference) or ""
-            order = get(t_order) or ""
             document = ""
             if document_tag in texts:
                 document = element.find(document_tag).get("filename") or ""
-            try:
-                if (
-                    debtor is None
-                    or t_sent in texts
-                    or not number
-                    or len(number) > limit
-                    or number != number.strip()
-                    or invoice_s is None
-                    or due_s is None
-                    or total_s is None
-                    or open_s is None
-                    or not simple_amount(total_s)
-                    or "," in total_s
-                    or (open_s != total_s and (not simple_amount(open_s) or "," in open_s))
-                    or (currency and currency not in currencies)
-                    or (
-                        len(description) + len(condition) + len(reference) + len(order) + len(document) > limit
-                        and max(len(description), len(condition), len(reference), len(order), len(document)) > limit
-                    )
-                ):
-                    raise _Slow
-                invoice_date = cached_date(invoice_s) or new_date(invoice_s)
-                due_date = cached_date(due_s) or new_date(due_s)
-                total = Decimal(total_s)
-                open_ = total if open_s == total_s else Decimal(open_s)  # the same object: see StageRows
-                if due_date < invoice_date or not fits(open_, total):
-                    raise _Slow
-                invoice: Invoice | None = Invoice(
-                    number,
+            invoice = None
+            if debtor is not None:
+                invoice = quick(
                     code,
-                    invoice_date,
-                    due_date,
-                    total,
-                    open_,
-                    currency or default_currency,
-                    description.strip() or None,
-                    condition.strip() or None,
-                    reference.strip() or None,
-                    order.strip() or None,
-                    None,
-                    document.strip() or None,
+                    number,
+                    get(t_date),
+                    get(t_due),
+                    get(t_total),
+                    get(t_open),
+                    get(t_currency),
+                    get(t_description),
+                    get(t_condition),
+                    get(t_reference),
+                    get(t_order),
+                    (get(t_sent) or "") if t_sent in texts else None,
+                    document,
                 )
-            except (_Slow, InvalidValue):
-                invoice = slow_invoice(texts, number, document, element, code, invoice_index, debtor is not None)
+            if invoice is None:
+                lines = ElementLines(element)
+                invoice = slow_invoice(texts, number, document, lines, code, invoice_index, debtor is not None)
             if invoice is not None and debtor is not None:
                 yield Entry(element.sourceline, debtor, invoice)
 
-    def debtor_end(self, element: Any, current: Any) -> None:
-        """A debtor's end: a notice when it had no invoices."""
-        if element is not current:
-            self.debtor_index += 1
-            self.snapshot.problems.append(
-                notice(
-                    "debtor_without_invoices",
-                    f"debtor {element.get('code')} has no invoices; it is not imported",
-                    element.sourceline,
-                    f"/OpenItems/Debtor[{self.debtor_index}]",
+    def _quick(self) -> QuickInvoice:
+        """The fast path: the invoice of clean, typical values, or None for the generic checks."""
+        checks = self.checks
+        limit = checks.text_limit
+        default_currency = checks.options.default_currency
+        currencies = CURRENCIES
+        simple_amount = SIMPLE_AMOUNT.fullmatch
+        fits = open_fits
+        cached_date = self.dates.get
+        new_date = self.new_date
+
+        def quick(
+            code: str,
+            number: str,
+            invoice_s: str | None,
+            due_s: str | None,
+            total_s: str | None,
+            open_s: str | None,
+            currency: str | None,
+            description: str | None,
+            condition: str | None,
+            reference: str | None,
+            order: str | None,
+            sent: str | None,
+            document: str | None,
+        ) -> Invoice | None:
+            currency = currency or ""
+            description = description or ""
+            condition = condition or ""
+            reference = reference or ""
+            order = order or ""
+            document = document or ""
+            if (
+                sent is not None
+                or not number
+                or len(number) > limit
+                or number != number.strip()
+                or invoice_s is None
+                or due_s is None
+                or total_s is None
+                or open_s is None
+                or not simple_amount(total_s)
+                or "," in total_s
+                or (open_s != total_s and (not simple_amount(open_s) or "," in open_s))
+                or (currency and currency not in currencies)
+                or (
+                    len(description) + len(condition) + len(reference) + len(order) + len(document) > limit
+                    and max(len(description), len(condition), len(reference), len(order), len(document)) > limit
                 )
+            ):
+                return None
+            try:
+                invoice_date = cached_date(invoice_s) or new_date(invoice_s)
+                due_date = cached_date(due_s) or new_date(due_s)
+            except InvalidValue:
+                return None
+            total = Decimal(total_s)
+            open_ = total if open_s == total_s else Decimal(open_s)  # the same object: see StageRows
+            if due_date < invoice_date or not fits(open_, total):
+                return None
+            return Invoice(
+                number,
+                code,
+                invoice_date,
+                due_date,
+                total,
+                open_,
+                currency or default_currency,
+                description.strip() or None,
+                condition.strip() or None,
+                reference.strip() or None,
+                order.strip() or None,
+                None,
+                document.strip() or None,
             )
+
+        return quick
+
+    def debtor_without_invoices(self, code: str | None, line: int) -> None:
+        """A debtor's end, when it had no invoices: a notice."""
+        self.debtor_index += 1
+        self.snapshot.problems.append(
+            notice(
+                "debtor_without_invoices",
+                f"debtor {code} has no invoices; it is not imported",
+                line,
+                f"/OpenItems/Debtor[{self.debtor_index}]",
+            )
+        )
 
     # -- records
 
     def read_debtor(self, element: Any) -> Debtor | None:
         """The debtor's data (its children before the first invoice), checked as payt-csv debtor columns."""
         checks = self.checks
-        raw = [""] * len(checks.debtor_names)
-        slot = checks.debtor_slot
-        raw[slot["debtor_code"]] = element.get("code") or ""
-        raw[slot["debtor_is_company"]] = element.get("isCompany") or ""
+        raw = self.debtor_cells(element.get("code"), element.get("isCompany"))
         found: list[Finding] = []
         simple = checks.debtor_child_slot
         for child in element:
@@ -514,21 +579,40 @@ class _Extractor:
                     if position is not None:
                         raw[position] = part.text or ""
             elif tag in (_EMAIL, _PHONE):
-                typed = _EMAIL_TYPES if tag == _EMAIL else _PHONE_TYPES
-                column = typed.get(child.get("type", "default" if tag == _EMAIL else "phone"), "")
-                if not column:
-                    continue
-                if raw[slot[column]]:
-                    message = f"{etree.QName(tag).localname} of type {child.get('type')!r} is given twice"
-                    found.append(Finding(Severity.ERROR, "duplicate_element", message, column))
-                raw[slot[column]] = child.text or ""
+                self.typed(raw, found, tag, child.get("type"), child.text)
+        return self.debtor(raw, found, ElementLines(element))
+
+    def debtor_cells(self, code: str | None, is_company: str | None) -> list[str]:
+        """A debtor's payt-csv cells, with its code and company flag (the other cells empty)."""
+        checks = self.checks
+        raw = [""] * len(checks.debtor_names)
+        raw[checks.debtor_slot["debtor_code"]] = code or ""
+        raw[checks.debtor_slot["debtor_is_company"]] = is_company or ""
+        return raw
+
+    def typed(self, raw: list[str], found: list[Finding], tag: str, kind: str | None, text: str | None) -> None:
+        """An Email or Phone element into its cell by its type (one of a type given twice is an error)."""
+        typed = _EMAIL_TYPES if tag == _EMAIL else _PHONE_TYPES
+        column = typed.get(("default" if tag == _EMAIL else "phone") if kind is None else kind, "")
+        if not column:
+            return
+        slot = self.checks.debtor_slot
+        if raw[slot[column]]:
+            message = f"{etree.QName(tag).localname} of type {kind!r} is given twice"
+            found.append(Finding(Severity.ERROR, "duplicate_element", message, column))
+        raw[slot[column]] = text or ""
+
+    def debtor(self, raw: list[str], found: list[Finding], lines: Lines) -> Debtor | None:
+        """The next debtor from its cells (``debtor_cells``) and the problems found in reading them; None when
+        it has an error (its code is then blocked)."""
+        checks = self.checks
+        self.debtor_index += 1
         values, checked = checks.debtor(tuple(raw))
         found = checked + found
-        base = f"/OpenItems/Debtor[{self.debtor_index}]"
         if found:
-            self.report(found, element, base, DEBTOR_PATHS)
+            self.report(found, lines, f"/OpenItems/Debtor[{self.debtor_index}]", DEBTOR_PATHS)
             if any(f.severity is Severity.ERROR for f in found):
-                code = raw[slot["debtor_code"]].strip()
+                code = raw[checks.debtor_slot["debtor_code"]].strip()
                 if code:
                     self.snapshot.blocked_debtors.add(code)
                 return None
@@ -542,9 +626,17 @@ class _Extractor:
         return value
 
     def slow_invoice(
-        self, texts: dict[str, str | None], number: str, document: str, element: Any, code: str, index: int, ok: bool
+        self,
+        texts: Mapping[str, str | None],
+        number: str,
+        document: str,
+        lines: Lines,
+        code: str,
+        index: int,
+        ok: bool,
     ) -> Invoice | None:
-        """The generic payt-csv invoice checks, reporting every problem; None blocks the invoice."""
+        """The generic payt-csv invoice checks, reporting every problem; None blocks the invoice. ``texts``: the
+        invoice's child elements' texts by tag."""
         checks = self.checks
         raw = [""] * len(checks.invoice_names)
         raw[checks.number_slot] = number
@@ -558,7 +650,7 @@ class _Extractor:
         fields = {f: v for f, v in zip(checks.invoice_fields, values, strict=True) if f is not None}
         found.extend(invoice_rules(fields))
         if found:
-            self.report(found, element, f"/OpenItems/Debtor[{self.debtor_index}]/Invoice[{index}]", INVOICE_PATHS)
+            self.report(found, lines, f"/OpenItems/Debtor[{self.debtor_index}]/Invoice[{index}]", INVOICE_PATHS)
         if not ok or any(f.severity is Severity.ERROR for f in found):
             number = number.strip()
             if number:
