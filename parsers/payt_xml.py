@@ -44,7 +44,6 @@ from parsers.payt_xml_schema import (
     INVOICE,
     NS,
     ROOT,
-    ElementStream,
     duplicate_keys,
     validate_payt_xml,
 )
@@ -212,7 +211,9 @@ def _parallel_source(source: BinaryIO, options: XmlOptions) -> tuple[int, int] |
 
 
 def _local_entries(source: BinaryIO, snapshot: Snapshot, options: XmlOptions) -> Iterator[Entry]:
-    yield from extract(ElementStream(source, validate=False), snapshot, options)
+    from parsers.payt_xml_scan import XmlReading  # it builds on this module's Extractor
+
+    yield from XmlReading(source, snapshot, options, hash_keys=False).entries()
     _check_empty(snapshot)
 
 
@@ -223,16 +224,18 @@ def _parallel_entries(
     file in a second process; after the last entry, ``RejectFile`` if the validator found the file invalid
     (the consumer must not take anything before the end). The validator's verdict also comes first when the
     reading stops on a surprise: an invalid file explains it better than a traceback."""
-    stream = ElementStream(source, validate=False, hash_keys=True)
+    from parsers.payt_xml_scan import XmlReading  # it builds on this module's Extractor
+
+    reading = XmlReading(source, snapshot, options, hash_keys=True)
     with Validator(fd, offset) as validator:
         try:
-            yield from extract(stream, snapshot, options)
+            yield from reading.entries()
         except Exception:
             validator.reject_if_invalid()
             raise
         validator.reject_if_invalid()
     source.seek(offset)
-    repeated = duplicate_keys(source, stream)  # the validator leaves the unique keys of a valid file to us
+    repeated = duplicate_keys(source, reading.keys)  # the validator leaves the unique keys of a valid file to us
     if repeated:
         raise RejectFile(repeated)
     _check_empty(snapshot)
