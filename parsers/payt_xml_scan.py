@@ -47,7 +47,7 @@ from parsers.payt_xml_schema import DEBTOR, INVOICE, MASK, NS, ElementStream
 from parsers.row_checks import Finding
 from parsers.xml_safety import safe_parser
 
-CHUNK_CHARS = 4 << 20  # text read at a time
+CHUNK_CHARS = 4 << 20  # bytes read at a time
 MAX_DEBTOR_CHARS = 32 << 20  # a debtor longer than this is read by lxml
 HEAD_CHARS = 64 << 10  # the root's start tag must end within this
 
@@ -159,13 +159,14 @@ class Scan:
     source: IO[bytes]
     keys: ElementStream
     line: int  # the line at ``buffer[mark]``
+    chunk_chars: int = CHUNK_CHARS
     buffer: str = ""
     mark: int = 0
     given: int = 0  # entries given so far
     done: bool = False  # read to the end
 
     @classmethod
-    def open(cls, source: IO[bytes], keys: ElementStream) -> Scan | None:
+    def open(cls, source: IO[bytes], keys: ElementStream, chunk_chars: int = CHUNK_CHARS) -> Scan | None:
         """The scan of ``source`` from its current position (the start of the document), or None when the scan
         does not take the file (see the module's text). Leaves the position after the root's start tag."""
         start = source.tell()
@@ -187,7 +188,8 @@ class Scan:
         if taken.count("\r") != taken.count("\r\n"):
             return None
         source.seek(start + len(taken.encode("utf-8")))
-        return cls(codecs.getincrementaldecoder("utf-8")("strict"), source, keys, taken.count("\n") + 1)
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        return cls(decoder, source, keys, taken.count("\n") + 1, chunk_chars)
 
     def _line_at(self, pos: int) -> int:
         """The line of ``buffer[pos]`` (``pos`` never less than at the last call since the buffer changed)."""
@@ -198,7 +200,7 @@ class Scan:
     def _more(self, pos: int) -> bool:
         """The buffer from ``pos`` on with the next chunk of text; False at the end of the file."""
         self._line_at(pos)
-        data = self.source.read(CHUNK_CHARS)
+        data = self.source.read(self.chunk_chars)
         self.buffer = self.buffer[pos:] + self.decoder.decode(data, final=not data)
         self.mark = 0
         return bool(data)
@@ -219,9 +221,8 @@ class Scan:
                     self.done = _DOCUMENT_END.fullmatch(self.buffer) is not None
                     return
                 buffer = self.buffer
-                if (
-                    _DEBTOR_START.match(buffer, pos, end) is None
-                    or buffer.count("\r", pos, end) != buffer.count("\r\n", pos, end)
+                if _DEBTOR_START.match(buffer, pos, end) is None or buffer.count("\r", pos, end) != buffer.count(
+                    "\r\n", pos, end
                 ):
                     return
                 pos = yield from self._debtor(extractor, pos, end + len("</Debtor>"))
@@ -325,6 +326,7 @@ class XmlReading:
     snapshot: Snapshot
     options: XmlOptions
     hash_keys: bool
+    chunk_chars: int = CHUNK_CHARS  # bytes read at a time (smaller in tests: debtors across chunks)
     keys: ElementStream = field(init=False)
     scanned: int = 0  # entries given by the scan
     handed_over: bool = False  # lxml read the file (from the start)
@@ -338,7 +340,7 @@ class XmlReading:
         problems = len(snapshot.problems)
         blocked = set(snapshot.blocked_invoices), set(snapshot.blocked_debtors)
         rows = snapshot.rows
-        scan = Scan.open(source, self.keys)
+        scan = Scan.open(source, self.keys, self.chunk_chars)
         if scan is not None:
             extractor = Extractor(_Checks(self.options), snapshot)
             yield from scan.entries(extractor)
