@@ -35,6 +35,8 @@ from lxml import etree
 
 from gateway.records import Entry, Snapshot
 from parsers.payt_xml import (
+    _INVOICE_TAGS,
+    DEBTOR_PATHS,
     INVOICE_PATHS,
     Extractor,
     XmlOptions,
@@ -58,30 +60,22 @@ _WS = r"[ \t\r\n]*"  # between elements (a debtor with a lone CR, a line end to 
 _TEXT = r"([^<\r]*)"
 # An attribute value in double quotes: no tab, LF or CR either (XML turns them into spaces).
 _ATTR = r'"([^"<\t\n\r]*)"'
+# The element names, from the paths that payt_xml reads (``DEBTOR_PATHS``, ``INVOICE_PATHS``).
+_DEBTOR_TAGS = "|".join(dict.fromkeys(path for path in DEBTOR_PATHS.values() if path.isalpha()))
+_ADDRESS_TAGS = "|".join(path.split("/")[1] for path in DEBTOR_PATHS.values() if path.startswith("Address/"))
+_INVOICE_TEXTS = [path for path in INVOICE_PATHS.values() if path.isalpha()]  # in the schema's order
+_REQUIRED_TEXTS = 4  # InvoiceDate, DueDate, TotalAmount and OpenAmount; the rest are optional
 _DEBTOR_START = re.compile(rf"{_WS}<Debtor code={_ATTR}(?: isCompany={_ATTR})?>")
-_DEBTOR_CHILD = re.compile(
-    rf"{_WS}<(Name|FirstName|Infix|LastName|Email|Phone|Language|VatNumber|CocNumber|Iban)(?: type={_ATTR})?>"
-    rf"{_TEXT}</\1>"
-)
+_DEBTOR_CHILD = re.compile(rf"{_WS}<({_DEBTOR_TAGS})(?: type={_ATTR})?>{_TEXT}</\1>")
 _ADDRESS = re.compile(rf"{_WS}<Address>")
-_ADDRESS_PART = re.compile(rf"{_WS}<(Street1|Street2|PostalCode|City|Country)>{_TEXT}</\1>")
+_ADDRESS_PART = re.compile(rf"{_WS}<({_ADDRESS_TAGS})>{_TEXT}</\1>")
 _ADDRESS_END = re.compile(rf"{_WS}</Address>")
+# Its groups: the number, the texts in ``Extractor.quick``'s order (absent: None), the document's file name.
 _INVOICE = re.compile(
     rf"{_WS}<Invoice number={_ATTR}>"
     + "".join(
-        rf"{_WS}<{tag}>{_TEXT}</{tag}>" if required else rf"(?:{_WS}<{tag}>{_TEXT}</{tag}>)?"
-        for tag, required in (
-            ("InvoiceDate", True),
-            ("DueDate", True),
-            ("TotalAmount", True),
-            ("OpenAmount", True),
-            ("Currency", False),
-            ("Description", False),
-            ("PaymentCondition", False),
-            ("PaymentReference", False),
-            ("OrderNumber", False),
-            ("SentAt", False),
-        )
+        rf"{_WS}<{tag}>{_TEXT}</{tag}>" if i < _REQUIRED_TEXTS else rf"(?:{_WS}<{tag}>{_TEXT}</{tag}>)?"
+        for i, tag in enumerate(_INVOICE_TEXTS)
     )
     + rf"(?:{_WS}<Document filename={_ATTR} ?/>)?{_WS}</Invoice>"
 )
@@ -97,9 +91,6 @@ _HEAD = re.compile(
 _ENCODING = re.compile(r"""encoding\s*=\s*["']([^"']*)["']""")
 _REFERENCE = re.compile(r"&(?:(amp|lt|gt|quot|apos)|#([0-9]{1,7})|#x([0-9a-fA-F]{1,6}));")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
-# The invoice's child texts in the order of ``Extractor.quick`` (the regular expression's groups 2 to 11) by tag.
-_INVOICE_TEXT_TAGS = tuple(_q(path) for path in INVOICE_PATHS.values() if path.isalpha())
-_EMAIL, _PHONE = _q("Email"), _q("Phone")
 
 
 class _Refused(Exception):
@@ -221,22 +212,20 @@ class Scan:
                     self.done = _DOCUMENT_END.fullmatch(self.buffer) is not None
                     return
                 buffer = self.buffer
-                if _DEBTOR_START.match(buffer, pos, end) is None or buffer.count("\r", pos, end) != buffer.count(
-                    "\r\n", pos, end
-                ):
+                start = _DEBTOR_START.match(buffer, pos, end)
+                if start is None or buffer.count("\r", pos, end) != buffer.count("\r\n", pos, end):
                     return
-                pos = yield from self._debtor(extractor, pos, end + len("</Debtor>"))
+                pos = yield from self._debtor(extractor, start, end + len("</Debtor>"))
                 if pos < 0:
                     return
         except (_Refused, UnicodeDecodeError):
             return
 
-    def _debtor(self, extractor: Extractor, pos: int, stop: int) -> Generator[Entry, None, int]:
-        """One debtor's entries (its text is ``buffer[pos:stop]``); returns the position after it, or -1 when the
-        scan does not vouch for it."""
+    def _debtor(self, extractor: Extractor, start: re.Match[str], stop: int) -> Generator[Entry, None, int]:
+        """One debtor's entries: its text runs from ``start`` (its start tag's match) to ``stop``. Returns the
+        position after it, or -1 when the scan does not vouch for it."""
         buffer, keys = self.buffer, self.keys
-        start = _DEBTOR_START.match(buffer, pos, stop)
-        assert start is not None  # checked by the caller
+        pos = start.start()
         code_raw, is_company = _resolved(start[1]), _resolved(start[2])
         assert code_raw is not None
         tag_at = buffer.rfind("<", pos, start.end(1))
@@ -303,7 +292,7 @@ class Scan:
             snapshot.rows += 1
             value = quick(code, *texts) if debtor is not None else None
             if value is None:
-                tagged = zip(_INVOICE_TEXT_TAGS, texts[1:11], strict=True)
+                tagged = zip(_INVOICE_TAGS, texts[1:11], strict=True)
                 children = {tag: text for tag, text in tagged if text is not None}
                 lines = FragmentLines(buffer, buffer.rfind("<", invoice.start(), invoice_at), invoice.end(), line, True)
                 value = slow(children, number, texts[11] or "", lines, code, index, debtor is not None)
